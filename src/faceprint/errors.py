@@ -1,0 +1,150 @@
+"""One exception tree with stable codes.
+
+The library raises these; the edges map them: the CLI to exit codes (``exit_code``), the HTTP server to a
+status and a JSON body (``http_status``), batch jobs to a per-row error code (``code``) and go on.
+
+Codes are part of the public contract: never rename one, only add.
+
+Example:
+    >>> try:
+    ...     raise NoFaceError("no face in photo.jpg")
+    ... except FaceprintError as err:
+    ...     (err.code, err.exit_code)
+    ('no_face', 3)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+# Exit codes, documented in docs/cli.md. 1 is reserved for "some items failed, output written".
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_INPUT = 3
+EXIT_MODEL = 4
+EXIT_INTERNAL = 70
+
+
+class FaceprintError(Exception):
+    """Base of every error faceprint raises on purpose."""
+
+    code: ClassVar[str] = "faceprint_error"
+    exit_code: ClassVar[int] = EXIT_INTERNAL
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details) if details is not None else {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the JSON body the server and ``--json`` outputs use."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+# --- usage and configuration -------------------------------------------------------------------------
+
+
+class UsageError(FaceprintError):
+    """The caller asked for something that cannot work (bad option, bad combination)."""
+
+    code = "usage_error"
+    exit_code = EXIT_USAGE
+    http_status = 400
+
+
+class InvalidSettingError(UsageError):
+    code = "invalid_setting"
+
+
+# --- input data --------------------------------------------------------------------------------------
+
+
+class InputError(FaceprintError):
+    """Something about one input item; batch jobs record it and go on."""
+
+    code = "input_error"
+    exit_code = EXIT_INPUT
+    http_status = 422
+
+
+class MissingFileError(InputError):
+    code = "missing_file"
+    http_status = 404
+
+
+class AmbiguousFileError(InputError):
+    code = "ambiguous_file"
+
+
+class DecodeError(InputError):
+    code = "decode_error"
+
+
+class UnsupportedFormatError(DecodeError):
+    code = "unsupported_format"
+    http_status = 415
+
+
+class ImageTooLargeError(InputError):
+    code = "image_too_large"
+    http_status = 413
+
+
+class NoFaceError(InputError):
+    code = "no_face"
+
+
+class UnsafeArchiveMemberError(InputError):
+    code = "unsafe_archive_member"
+
+
+class ArchiveError(InputError):
+    code = "archive_error"
+
+
+class CsvFormatError(InputError):
+    code = "malformed_csv"
+
+
+class PairsFileError(InputError):
+    """No pairs.csv, or more than one, in a dataset."""
+
+    code = "pairs_file_error"
+
+
+# --- models and embeddings ---------------------------------------------------------------------------
+
+
+class ModelError(FaceprintError):
+    code = "model_error"
+    exit_code = EXIT_MODEL
+    http_status = 500
+
+
+class ModelNotFoundError(ModelError):
+    code = "model_not_found"
+
+
+class ChecksumMismatchError(ModelError):
+    code = "checksum_mismatch"
+
+
+class BackendUnavailableError(ModelError):
+    code = "backend_unavailable"
+
+
+class ContractMismatchError(FaceprintError):
+    """Two faceprints (or a faceprint and a gallery) come from different embedding contracts."""
+
+    code = "contract_mismatch"
+    exit_code = EXIT_USAGE
+    http_status = 409
+
+
+class FaceprintFormatError(InputError):
+    """A serialised faceprint (JSON or int16) that cannot be read."""
+
+    code = "faceprint_format"

@@ -1,0 +1,131 @@
+"""Model specifications: everything about a model, stated, never guessed from tensor shapes.
+
+Example:
+    >>> spec = ModelSpec(
+    ...     id="tiny", task="embedding", backend="onnx",
+    ...     files=(ModelFile("tiny.onnx", sha256="0" * 64, size_bytes=10),),
+    ...     input_size_wh=(112, 112), align_template="arcface-112", embedding_dim=8,
+    ... )
+    >>> spec.contract_id.startswith("tiny:")
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Task = Literal["embedding", "detection", "landmarks"]
+Backend = Literal["dlib", "onnx"]
+ColorOrder = Literal["rgb", "bgr"]
+
+PREPROCESSING_VERSION = 1
+"""Bumped whenever decode/align changes in a way that moves embeddings: it is part of every contract id."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One file a model needs, pinned by its full sha256."""
+
+    name: str
+    sha256: str
+    size_bytes: int
+
+    def __post_init__(self) -> None:
+        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+            raise ValueError(f"sha256 of {self.name} must be 64 lowercase hex digits")
+        if self.size_bytes <= 0:
+            raise ValueError(f"size_bytes of {self.name} must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A fitted map from similarity to P(same person): ``p = 1 / (1 + exp(-(slope * s + intercept)))``.
+
+    ``provenance`` records where the numbers come from (data set, pair counts, date, method).
+    """
+
+    slope: float
+    intercept: float
+    method: Literal["platt"] = "platt"
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "slope": self.slope,
+            "intercept": self.intercept,
+            "provenance": dict(self.provenance),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Calibration:
+        if data.get("method", "platt") != "platt":
+            raise ValueError(f"unknown calibration method {data.get('method')!r}")
+        return cls(
+            slope=float(data["slope"]),
+            intercept=float(data["intercept"]),
+            provenance=dict(data.get("provenance", {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Everything about one model. Embedding models also fix the embedding contract."""
+
+    id: str
+    task: Task
+    backend: Backend
+    files: tuple[ModelFile, ...]
+    input_size_wh: tuple[int, int] | None = None
+    align_template: str | None = None
+    color_order: ColorOrder = "rgb"
+    input_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    input_std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    """Network input is ``(pixel - input_mean) / input_std`` per channel, pixel in 0-255."""
+    embedding_dim: int | None = None
+    metric: Literal["cosine"] = "cosine"
+    default_threshold: float | None = None
+    """Operating point as a minimum cosine similarity."""
+    far_thresholds: dict[str, float] = field(default_factory=dict)
+    """Minimum similarity for a target false-accept rate, keyed like ``"1e-3"``."""
+    calibration: Calibration | None = None
+    license: str = "unknown"
+    source: str = ""
+    description: str = ""
+    input_name: str | None = None
+    output_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.task == "embedding":
+            if self.embedding_dim is None or self.embedding_dim <= 0:
+                raise ValueError(f"embedding model {self.id} needs a positive embedding_dim")
+            if self.input_size_wh is None or self.align_template is None:
+                raise ValueError(f"embedding model {self.id} needs input_size_wh and align_template")
+        if not self.files and self.backend != "dlib":
+            # Only dlib's HOG detector has no file: its weights are compiled into dlib.
+            raise ValueError(f"model {self.id} lists no files")
+
+    @property
+    def contract_id(self) -> str:
+        """``<id>:<12 hex>``: a digest of all that fixes the embedding space.
+
+        Backends are left out on purpose: the ONNX conversion of a dlib network computes the same
+        function on the same weights, so its faceprints are comparable with dlib's.
+        """
+        payload = {
+            "id": self.id,
+            "files": sorted(f.sha256 for f in self.files),
+            "preprocessing": PREPROCESSING_VERSION,
+            "input_size_wh": self.input_size_wh,
+            "align_template": self.align_template,
+            "color_order": self.color_order,
+            "input_mean": self.input_mean,
+            "input_std": self.input_std,
+            "dim": self.embedding_dim,
+            "metric": self.metric,
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return f"{self.id}:{digest[:12]}"
