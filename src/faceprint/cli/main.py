@@ -1,0 +1,307 @@
+"""The ``faceprint`` command: no logic here, only calls into the library.
+
+Exit codes: 0 all done; 1 some items failed but output was written; 2 usage error; 3 no input could be
+read; 4 model problem (missing or corrupt weights); 70 internal error. See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from faceprint import __version__
+from faceprint.cli.common import (
+    BackendOption,
+    CalibrationOption,
+    DetectorOption,
+    NoFallbackOption,
+    NoFlipOption,
+    UpsampleOption,
+    handle_errors,
+    pipeline_config,
+    print_json,
+    stderr,
+    stdout,
+)
+from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError, InputError
+from faceprint.io.image import load_image
+from faceprint.pipeline import Pipeline, load_pipeline
+from faceprint.types import Faceprint
+
+app = typer.Typer(
+    name="faceprint",
+    help="Face detection, faceprints and calibrated face comparison, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        stdout().print(f"faceprint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """faceprint: face recognition you can measure."""
+
+
+@app.command()
+@handle_errors
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, WebP, BMP).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    detector: DetectorOption = "hog",
+    upsample: UpsampleOption = 1,
+    no_fallback: NoFallbackOption = False,
+) -> None:
+    """Find faces: boxes (pixels and 0-1), landmarks, scores."""
+    pipeline = load_pipeline(pipeline_config(detector=detector, upsample=upsample, no_fallback=no_fallback))
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in images:
+        try:
+            image = load_image(path, limits=pipeline.config.limits)
+            detections = pipeline.detect_faces(image)
+        except InputError as err:
+            failed += 1
+            results.append({"image": str(path), "error": err.to_dict()})
+            continue
+        size_wh = (image.shape[1], image.shape[0])
+        faces = []
+        for d in detections:
+            face = d.to_dict()
+            face["bbox_normalized"] = [round(v, 4) for v in d.normalized_bbox(size_wh)]
+            faces.append(face)
+        results.append({"image": str(path), "size_wh": list(size_wh), "faces": faces})
+    if as_json:
+        print_json(results)
+    else:
+        table = Table("image", "face", "box (x1,y1,x2,y2)", "score", "detector", "flags")
+        for result in results:
+            if "error" in result:
+                table.add_row(str(result["image"]), "-", f"[red]{result['error']['code']}[/]", "", "", "")
+                continue
+            faces_list: list[dict[str, Any]] = result["faces"]
+            if not faces_list:
+                table.add_row(str(result["image"]), "-", "no face", "", "", "")
+            for index, face in enumerate(faces_list):
+                box = ", ".join(f"{v:.0f}" for v in face["bbox_xyxy"])
+                table.add_row(
+                    str(result["image"]),
+                    str(index),
+                    box,
+                    f"{face['score']:.2f}",
+                    face["detector"],
+                    ",".join(face["flags"]),
+                )
+        stdout().print(table)
+    _exit_for(failed, len(images))
+
+
+def _exit_for(failed: int, total: int) -> None:
+    if failed and failed == total:
+        raise typer.Exit(code=EXIT_INPUT)
+    if failed:
+        raise typer.Exit(code=EXIT_PARTIAL)
+
+
+@app.command()
+@handle_errors
+def embed(
+    images: Annotated[list[Path], typer.Argument(help="Image files.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSON Lines file to write.")],
+    largest: Annotated[bool, typer.Option("--largest", help="Only the largest face of each image.")] = False,
+    detector: DetectorOption = "hog",
+    upsample: UpsampleOption = 1,
+    backend: BackendOption = "auto",
+    no_flip: NoFlipOption = False,
+) -> None:
+    """Write one faceprint per face as JSON Lines (image, face index, box, faceprint)."""
+    pipeline = load_pipeline(pipeline_config(detector=detector, upsample=upsample, backend=backend, no_flip=no_flip))
+    failed = 0
+    faces_written = 0
+    temp = output.with_name(output.name + ".tmp")
+    with temp.open("w", encoding="utf-8") as handle:
+        for path in images:
+            try:
+                image = load_image(path, limits=pipeline.config.limits)
+                faces = pipeline.embed_faces(image, largest_only=largest)
+            except InputError as err:
+                failed += 1
+                handle.write(json.dumps({"image": str(path), "error": err.to_dict()}) + "\n")
+                continue
+            if not faces:
+                failed += 1
+                error = {"code": "no_face", "message": f"{path}: no face found", "details": {}}
+                handle.write(json.dumps({"image": str(path), "error": error}) + "\n")
+            for index, face in enumerate(faces):
+                face_print = face.faceprint
+                if face_print is None:
+                    continue
+                record = {
+                    "image": str(path),
+                    "face_index": index,
+                    "detection": face.detection.to_dict(),
+                    "faceprint": face_print.to_dict(),
+                }
+                handle.write(json.dumps(record) + "\n")
+                faces_written += 1
+    temp.replace(output)
+    stderr().print(f"wrote {faces_written} faceprints from {len(images) - failed}/{len(images)} images to {output}")
+    _exit_for(failed, len(images))
+
+
+def _faceprint_for(pipeline: Pipeline, path: Path) -> tuple[Faceprint, str]:
+    """A faceprint from a JSON file (``faceprint embed`` output or ``Faceprint.to_json``) or an image."""
+    if path.suffix.lower() in (".json", ".jsonl"):
+        if not path.is_file():
+            from faceprint.errors import MissingFileError
+
+            raise MissingFileError(f"{path}: no such file")
+        text = path.read_text(encoding="utf-8").strip().splitlines()[0]
+        data = json.loads(text)
+        return Faceprint.from_dict(data.get("faceprint", data)), "faceprint file"
+    image = load_image(path, limits=pipeline.config.limits)
+    faceprint, found = pipeline.embed_largest(image)
+    if faceprint is None or not found:
+        from faceprint.errors import NoFaceError
+
+        raise NoFaceError(f"{path}: no face found")
+    return faceprint, "largest face"
+
+
+@app.command()
+@handle_errors
+def compare(
+    a: Annotated[Path, typer.Argument(help="Image or faceprint JSON.")],
+    b: Annotated[Path, typer.Argument(help="Image or faceprint JSON.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    calibration: CalibrationOption = None,
+    detector: DetectorOption = "hog",
+    upsample: UpsampleOption = 1,
+    backend: BackendOption = "auto",
+    no_flip: NoFlipOption = False,
+) -> None:
+    """Are A and B the same person? Similarity, calibrated probability and the decision."""
+    pipeline = load_pipeline(
+        pipeline_config(detector=detector, upsample=upsample, backend=backend, calibration=calibration, no_flip=no_flip)
+    )
+    print_a, _ = _faceprint_for(pipeline, a)
+    print_b, _ = _faceprint_for(pipeline, b)
+    result = pipeline.compare(print_a, print_b)
+    if as_json:
+        payload = {"a": str(a), "b": str(b), **result.to_dict()}
+        payload.update(
+            {"model_id": pipeline.spec.id, "contract_id": pipeline.spec.contract_id, "package_version": __version__}
+        )
+        print_json(payload)
+        return
+    verdict = "[bold green]same person[/]" if result.is_match else "[bold yellow]different people[/]"
+    stdout().print(
+        f"{verdict}  probability {result.probability:.1%}  similarity {result.similarity:.4f}  "
+        f"(threshold {result.threshold:.4f}, model {pipeline.spec.id})"
+    )
+
+
+@app.command()
+@handle_errors
+def models(
+    thresholds: Annotated[bool, typer.Option("--thresholds", help="Show operating thresholds and FAR points.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Installed models, their files verified by sha256."""
+    from faceprint.models.catalog import builtin_specs
+    from faceprint.models.store import ModelStore
+
+    store = ModelStore()
+    rows = []
+    for spec in builtin_specs().values():
+        files = []
+        status = "ok"
+        for model_file in spec.files:
+            try:
+                path = store.path_for(model_file)
+                files.append({"name": model_file.name, "path": str(path), "sha256": model_file.sha256, "ok": True})
+            except FaceprintError as err:
+                status = err.code
+                files.append({"name": model_file.name, "sha256": model_file.sha256, "ok": False, "error": err.message})
+        row = {
+            "id": spec.id,
+            "task": spec.task,
+            "status": status,
+            "license": spec.license,
+            "files": files,
+            "contract_id": spec.contract_id if spec.task == "embedding" else None,
+            "default_threshold": spec.default_threshold,
+            "far_thresholds": dict(spec.far_thresholds),
+            "calibration": spec.calibration.to_dict() if spec.calibration is not None else None,
+        }
+        rows.append(row)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("model", "task", "status", "license")
+    for row in rows:
+        status = "[green]verified[/]" if row["status"] == "ok" else f"[red]{row['status']}[/]"
+        table.add_row(str(row["id"]), str(row["task"]), status, str(row["license"]))
+    stdout().print(table)
+    if thresholds:
+        for row in rows:
+            if row["task"] != "embedding":
+                continue
+            stdout().print(f"\n[bold]{row['id']}[/] (contract {row['contract_id']})")
+            stdout().print(f"  default threshold (min cosine similarity): {row['default_threshold']}")
+            far = row["far_thresholds"]
+            if isinstance(far, dict):
+                for key, value in far.items():
+                    stdout().print(f"  FAR {key}: min similarity {value}")
+            calibration = row["calibration"]
+            if isinstance(calibration, dict):
+                stdout().print(f"  calibration: {json.dumps(calibration)}")
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules (they import their heavy parts lazily)."""
+    from importlib import import_module
+
+    for module_name, attribute, kind, name in (
+        ("faceprint.cli.pairs", "pairs", "command", "pairs"),
+        ("faceprint.cli.evaluate", "evaluate", "command", "evaluate"),
+        ("faceprint.cli.evaluate", "calibrate", "command", "calibrate"),
+        ("faceprint.cli.gallery", "gallery_app", "typer", "gallery"),
+        ("faceprint.cli.gallery", "identify", "command", "identify"),
+    ):
+        try:
+            module = import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        target = getattr(module, attribute, None)
+        if target is None:
+            continue
+        if kind == "typer":
+            app.add_typer(target, name=name)
+        else:
+            app.command(name=name)(target)
+
+
+_register_optional_commands()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except FaceprintError as err:  # pragma: no cover - raised before a command's own handler runs
+        stderr().print(f"error [{err.code}] {err.message}", markup=False)
+        raise SystemExit(err.exit_code) from None

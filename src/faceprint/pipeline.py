@@ -1,0 +1,330 @@
+"""The one path every entry point walks: detect -> landmarks -> align -> embed -> compare.
+
+Example:
+    >>> pipeline = load_pipeline(PipelineConfig())                # doctest: +SKIP
+    >>> faceprint, faces_found = pipeline.embed_largest(image)    # doctest: +SKIP
+    >>> pipeline.compare(faceprint, other).probability            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from faceprint import __version__
+from faceprint.align import DLIB_CHIP_150, TEMPLATES, extract_aligned_face
+from faceprint.compare import Comparator
+from faceprint.detect.base import Detector, Landmarker
+from faceprint.detect.cascade import CascadeDetector
+from faceprint.detect.center import CenterCropDetector
+from faceprint.detect.dlib_hog import DlibHogDetector
+from faceprint.detect.dlib_mmod import DlibMmodDetector
+from faceprint.embed.base import Embedder
+from faceprint.errors import BackendUnavailableError, ContractMismatchError, UsageError
+from faceprint.io.image import ImageLimits
+from faceprint.landmarks import DlibShapeLandmarker
+from faceprint.models.catalog import DLIB_5_POINT_ID, DLIB_68_POINT_ID, DLIB_MMOD_ID, DLIB_RESNET_ID, builtin_specs
+from faceprint.models.spec import Calibration, ModelSpec
+from faceprint.models.store import ModelStore
+from faceprint.types import Comparison, Detection, Face, Faceprint, RGBImage
+
+DetectorName = Literal["hog", "mmod"]
+BackendName = Literal["auto", "dlib", "onnx"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineConfig:
+    """Everything that builds a :class:`Pipeline`; picklable, so worker processes can build their own.
+
+    ``upsample`` is the HOG upsampling for "all faces" detection (1 finds faces down to ~40 px).
+    With ``fallback``, an image where nothing is found is retried at ``upsample + 1``, then with the MMOD
+    CNN, then (small, square-ish pictures only) with a flagged face-sized centre box.
+    ``detect_max_side_px`` downsizes big photos for detection only; landmarks and chips use full pixels.
+    """
+
+    embedder: str = DLIB_RESNET_ID
+    backend: BackendName = "auto"
+    detector: DetectorName = "hog"
+    upsample: int = 1
+    fallback: bool = True
+    center_fallback: bool = True
+    detect_max_side_px: int = 1600
+    landmarks: str = DLIB_5_POINT_ID
+    flip_average: bool = True
+    batch_size: int = 32
+    intra_op_threads: int | None = None
+    calibration_path: Path | None = None
+    limits: ImageLimits = field(default_factory=ImageLimits)
+
+    def __post_init__(self) -> None:
+        if self.upsample < 0 or self.upsample > 3:
+            raise UsageError(f"upsample must be 0-3, got {self.upsample}")
+        if self.detect_max_side_px < 64:
+            raise UsageError("detect_max_side_px must be at least 64")
+        if self.batch_size < 1:
+            raise UsageError("batch_size must be at least 1")
+        if self.intra_op_threads is not None and self.intra_op_threads < 1:
+            raise UsageError("intra_op_threads must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationFile:
+    """A user's fitted calibration (``faceprint calibrate`` output)."""
+
+    calibration: Calibration
+    contract_id: str
+    threshold: float | None
+
+    @classmethod
+    def load(cls, path: Path) -> CalibrationFile:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            calibration = Calibration.from_dict(data["calibration"])
+            threshold = data.get("threshold")
+            return cls(
+                calibration=calibration,
+                contract_id=str(data["contract_id"]),
+                threshold=None if threshold is None else float(threshold),
+            )
+        except FileNotFoundError as err:
+            raise UsageError(f"calibration file {path} does not exist") from err
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise UsageError(f"calibration file {path} is not valid: {err}") from err
+
+
+class Pipeline:
+    """Detector, landmarker, embedder and comparator wired together.
+
+    Build one with :func:`load_pipeline`; it owns its models and is not thread-safe (dlib objects are
+    not): use one per thread or process.
+    """
+
+    def __init__(
+        self,
+        *,
+        detector: Detector,
+        fast_detector: Detector | None,
+        landmarker: Landmarker,
+        embedder: Embedder,
+        comparator: Comparator,
+        config: PipelineConfig,
+    ) -> None:
+        self.detector = detector
+        self.fast_detector = fast_detector
+        self.landmarker = landmarker
+        self.embedder = embedder
+        self.comparator = comparator
+        self.config = config
+        self.spec: ModelSpec = embedder.spec
+        self.model_options: dict[str, Any] = {
+            "backend": embedder.backend_name,
+            "detector": detector.name,
+            "landmarks": landmarker.name,
+            "align_template": self.spec.align_template,
+            "flip_average": config.flip_average,
+        }
+
+    # --- detection -------------------------------------------------------------------------------------
+
+    def _run_detector(self, detector: Detector, image: RGBImage) -> list[Detection]:
+        height, width = image.shape[:2]
+        longest = max(height, width)
+        if longest <= self.config.detect_max_side_px:
+            return detector.detect(image)
+        scale = self.config.detect_max_side_px / longest
+        small_wh = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = np.asarray(Image.fromarray(image).resize(small_wh, Image.Resampling.BILINEAR, reducing_gap=2.0))
+        back_x, back_y = width / small_wh[0], height / small_wh[1]
+        return [
+            Detection(
+                bbox_xyxy=(
+                    d.bbox_xyxy[0] * back_x,
+                    d.bbox_xyxy[1] * back_y,
+                    d.bbox_xyxy[2] * back_x,
+                    d.bbox_xyxy[3] * back_y,
+                ),
+                score=d.score,
+                detector=d.detector,
+                flags=d.flags,
+            )
+            for d in detector.detect(np.ascontiguousarray(small))
+        ]
+
+    def detect_faces(self, image: RGBImage, *, largest_only: bool = False) -> list[Detection]:
+        """All faces with landmarks, largest first (by :func:`face_size_px`).
+
+        ``largest_only`` tries a cheaper detector first (HOG without upsampling, ~4x faster), which finds
+        frontal faces of ~80 px and up; only when it finds nothing does the configured detector run. A
+        face the cheap pass misses while it finds a smaller one is possible (a strongly turned head, say):
+        callers that must see every face use the default, ``largest_only=False``.
+        """
+        found: list[Detection] = []
+        if largest_only and self.fast_detector is not None:
+            found = self._run_detector(self.fast_detector, image)
+        if not found:
+            found = self._run_detector(self.detector, image)
+        detections = [d.with_landmarks(self.landmarker.landmarks(image, d)) for d in found]
+        # Rank by landmark span, not box area: HOG boxes come in coarse pyramid sizes, so two faces of
+        # different real sizes often get boxes of the same size.
+        detections.sort(key=face_size_px, reverse=True)
+        return detections[:1] if largest_only else detections
+
+    # --- alignment and embedding -----------------------------------------------------------------------
+
+    def extract_aligned_face(self, image: RGBImage, detection: Detection, *, size: int | None = None) -> RGBImage:
+        """The chip for ``detection``: the embedder's template by default, or ``size`` 150 / 112."""
+        if size is None:
+            template = self.spec.align_template or DLIB_CHIP_150
+        else:
+            matching = [t.name for t in TEMPLATES.values() if t.size_wh == (size, size)]
+            if not matching:
+                raise UsageError(f"no alignment template of size {size}; sizes: 150 (dlib), 112 (ArcFace)")
+            template = matching[0]
+        if detection.landmarks_xy is None:
+            detection = detection.with_landmarks(self.landmarker.landmarks(image, detection))
+        return extract_aligned_face(image, detection, template=template)
+
+    def _vectors(self, chips: Sequence[RGBImage]) -> npt.NDArray[np.float32]:
+        expected = self.spec.input_size_wh
+        for chip in chips:
+            if (chip.shape[1], chip.shape[0]) != expected or chip.ndim != 3 or chip.dtype != np.uint8:
+                raise UsageError(f"{self.spec.id} needs {expected} uint8 RGB chips, got {chip.shape} {chip.dtype}")
+        batch = list(chips)
+        if self.config.flip_average:
+            # Test-time flip: the mirror image is the same person; averaging both views removes part of
+            # the pose/lighting asymmetry noise (measured in docs/accuracy.md).
+            batch += [np.ascontiguousarray(chip[:, ::-1]) for chip in chips]
+        rows: list[npt.NDArray[np.float32]] = []
+        for start in range(0, len(batch), self.config.batch_size):
+            rows.append(self.embedder.embed_chips(batch[start : start + self.config.batch_size]))
+        vectors = np.concatenate(rows, axis=0) if rows else np.zeros((0, self.spec.embedding_dim or 0), np.float32)
+        if self.config.flip_average:
+            count = len(chips)
+            vectors = (vectors[:count] + vectors[count:]) / np.float32(2.0)
+        return vectors.astype(np.float32)
+
+    def _faceprint(self, vector: npt.NDArray[np.float32]) -> Faceprint:
+        return Faceprint(
+            vector=vector,
+            model_id=self.spec.id,
+            contract_id=self.spec.contract_id,
+            package_version=__version__,
+            model_options=self.model_options,
+        )
+
+    def embed_batch(self, chips: Sequence[RGBImage]) -> list[Faceprint]:
+        """Faceprints for aligned chips, run in batches of ``config.batch_size``."""
+        if not chips:
+            return []
+        return [self._faceprint(v) for v in self._vectors(chips)]
+
+    def embed(self, chip: RGBImage) -> Faceprint:
+        return self.embed_batch([chip])[0]
+
+    def embed_faces(self, image: RGBImage, *, largest_only: bool = False) -> list[Face]:
+        """Detect, align and embed every face (or only the largest), largest first."""
+        detections = self.detect_faces(image, largest_only=largest_only)
+        chips = [self.extract_aligned_face(image, d) for d in detections]
+        faceprints = self.embed_batch(chips)
+        return [Face(detection=d, faceprint=f) for d, f in zip(detections, faceprints, strict=True)]
+
+    def embed_largest(self, image: RGBImage) -> tuple[Faceprint | None, bool]:
+        """The faceprint of the largest face and whether a face was found (the SDK's shortcut)."""
+        faces = self.embed_faces(image, largest_only=True)
+        if not faces:
+            return None, False
+        return faces[0].faceprint, True
+
+    # --- comparison ------------------------------------------------------------------------------------
+
+    def compare(self, a: Faceprint, b: Faceprint) -> Comparison:
+        if a.contract_id != self.spec.contract_id:
+            raise ContractMismatchError(
+                f"faceprint of contract {a.contract_id!r} given to a pipeline of {self.spec.contract_id!r}",
+                details={"expected": self.spec.contract_id, "actual": a.contract_id},
+            )
+        return self.comparator.compare(a, b)
+
+
+def face_size_px(detection: Detection) -> float:
+    """The face's size in pixels: the largest distance between two landmarks (box width without any)."""
+    if not detection.landmarks_xy:
+        return detection.width
+    points = np.asarray(detection.landmarks_xy, dtype=np.float64)
+    spans = points[:, None, :] - points[None, :, :]
+    return float(np.sqrt((spans**2).sum(axis=2)).max())
+
+
+def _build_embedder(spec: ModelSpec, config: PipelineConfig, store: ModelStore) -> Embedder:
+    if config.backend == "onnx":
+        raise BackendUnavailableError("the ONNX backend is not available yet; use --backend dlib")
+    from faceprint.embed.dlib_resnet import DlibResnetEmbedder
+
+    return DlibResnetEmbedder(spec, store.path_for(spec.files[0]))
+
+
+def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | None = None) -> Pipeline:
+    """Build a pipeline from verified model files (nothing is downloaded)."""
+    config = config if config is not None else PipelineConfig()
+    store = store if store is not None else ModelStore()
+    specs = builtin_specs()
+    if config.embedder not in specs:
+        raise UsageError(f"unknown embedding model {config.embedder!r}; known: {', '.join(sorted(specs))}")
+    spec = specs[config.embedder]
+    if spec.task != "embedding":
+        raise UsageError(f"{config.embedder} is not an embedding model")
+    if config.landmarks not in (DLIB_5_POINT_ID, DLIB_68_POINT_ID):
+        raise UsageError(f"unknown landmark model {config.landmarks!r}")
+    landmark_spec = specs[config.landmarks]
+    landmarker = DlibShapeLandmarker(store.path_for(landmark_spec.files[0]), name=landmark_spec.id)
+
+    mmod_path = store.path_for(specs[DLIB_MMOD_ID].files[0])
+    stages: list[Detector]
+    fast: Detector | None = None
+    if config.detector == "mmod":
+        stages = [DlibMmodDetector(mmod_path, upsample=min(config.upsample, 1))]
+        if config.fallback:
+            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3)))
+    else:
+        stages = [DlibHogDetector(upsample=config.upsample)]
+        if config.upsample > 0:
+            fast = DlibHogDetector(upsample=0)
+        if config.fallback:
+            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3)))
+            stages.append(DlibMmodDetector(mmod_path, upsample=1))
+    if config.fallback and config.center_fallback:
+        stages.append(CenterCropDetector())
+    detector: Detector = stages[0] if len(stages) == 1 else CascadeDetector(stages)
+
+    calibration: Calibration | None = None
+    threshold: float | None = None
+    if config.calibration_path is not None:
+        calibration_file = CalibrationFile.load(config.calibration_path)
+        if calibration_file.contract_id != spec.contract_id:
+            raise ContractMismatchError(
+                f"calibration {config.calibration_path} was fitted for {calibration_file.contract_id!r}, "
+                f"not {spec.contract_id!r}"
+            )
+        calibration, threshold = calibration_file.calibration, calibration_file.threshold
+    embedder = _build_embedder(spec, config, store)
+    comparator = Comparator(spec, calibration=calibration, threshold=threshold)
+    return Pipeline(
+        detector=detector,
+        fast_detector=fast,
+        landmarker=landmarker,
+        embedder=embedder,
+        comparator=comparator,
+        config=config,
+    )
+
+
+def with_overrides(config: PipelineConfig, **changes: Any) -> PipelineConfig:
+    """A copy of ``config`` with some fields changed (validated again)."""
+    return replace(config, **changes)
