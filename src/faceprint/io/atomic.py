@@ -1,0 +1,70 @@
+"""All-or-nothing file writes: a temp file in the target folder, then ``os.replace``.
+
+A reader (or a crashed run) never sees half a ``calib.json``, ``report.json`` or PNG: the old file stays
+until the new one is complete and flushed, and ``os.replace`` swaps them in one step on POSIX and Windows.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_atomic(folder / "a.txt", b"hello").read_bytes()
+    b'hello'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+_NEW_FILE_MODE = 0o644
+
+
+@contextlib.contextmanager
+def open_atomic(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a binary handle whose content replaces ``path`` only when the ``with`` block ends cleanly.
+
+    Args:
+        path: The final file path; its folder must exist.
+
+    Yields:
+        A writable binary file object (a temp file beside ``path``).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "b.bin"
+        >>> with open_atomic(target) as handle:
+        ...     _ = handle.write(b"xyz")
+        >>> target.read_bytes()
+        b'xyz'
+    """
+    target = Path(path)
+    # Same folder as the target: os.replace is only atomic within one file system.
+    fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        # mkstemp makes the file 0600; a report or calib.json is meant to be shared like any output file.
+        os.chmod(temp_name, target.stat().st_mode & 0o777 if target.exists() else _NEW_FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` all at once and return the path.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> write_atomic(pathlib.Path(tempfile.mkdtemp()) / "c.txt", b"1").name
+        'c.txt'
+    """
+    with open_atomic(path) as handle:
+        handle.write(data)
+    return Path(path)
