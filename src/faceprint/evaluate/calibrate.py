@@ -45,7 +45,6 @@ import numpy as np
 import numpy.typing as npt
 
 from faceprint.errors import ContractMismatchError, InputError, UsageError
-from faceprint.io.atomic import write_atomic
 from faceprint.evaluate.metrics import (
     DEFAULT_TARGET_FARS,
     FloatArray,
@@ -54,6 +53,7 @@ from faceprint.evaluate.metrics import (
     best_accuracy_threshold,
     tar_at_fars,
 )
+from faceprint.io.atomic import write_atomic
 from faceprint.models.spec import Calibration
 
 CALIBRATION_FILE_FORMAT = "faceprint-calibration/1"

@@ -20,8 +20,8 @@ import numpy as np
 import numpy.typing as npt
 
 from faceprint.errors import BackendUnavailableError
-from faceprint.io.atomic import open_atomic
 from faceprint.evaluate.metrics import CalibrationQuality, RocCurve, as_labels, as_scores
+from faceprint.io.atomic import open_atomic
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -36,7 +36,6 @@ from typing import Any, Literal
 import numpy as np
 
 from faceprint.errors import UsageError
-from faceprint.io.atomic import write_atomic
 from faceprint.evaluate.calibrate import apply_calibration
 from faceprint.evaluate.metrics import (
     DEFAULT_FOLD_COUNT,
@@ -60,6 +59,7 @@ from faceprint.evaluate.metrics import (
     tar_at_fars,
 )
 from faceprint.evaluate.plots import plot_det, plot_reliability, plot_roc, plot_similarity_histograms
+from faceprint.io.atomic import write_atomic
 from faceprint.models.spec import Calibration
 
 REPORT_FORMAT = "faceprint-evaluation/1"
