@@ -33,9 +33,9 @@ def _images(data: Path, count: int) -> list[Path]:
     return files[::step][:count]
 
 
-def _timed(timings: dict[str, list[float]], stage: str, func: Callable[[], Any]) -> Any:
+def _timed(timings: dict[str, list[float]], stage: str, func: Callable[..., Any], *args: Any) -> Any:
     start = time.perf_counter()
-    value = func()
+    value = func(*args)
     timings.setdefault(stage, []).append(time.perf_counter() - start)
     return value
 
@@ -50,26 +50,25 @@ def run_faceprint(paths: list[Path], options: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     for path in paths:
         data = path.read_bytes()
-        image = _timed(timings, "decode", lambda data=data: decode_image(data))
-        found = _timed(
-            timings, "detect", lambda image=image: pipeline._run_detector(pipeline.fast_detector or pipeline.detector, image)
-        )
+        image = _timed(timings, "decode", decode_image, data)
+        detector = pipeline.fast_detector or pipeline.detector
+        found = _timed(timings, "detect", pipeline._run_detector, detector, image)
         if not found:
             continue
-        detection = found[0]
-        landmarks = _timed(timings, "landmarks", lambda: pipeline.landmarker.landmarks(image, detection))
-        detection = detection.with_landmarks(landmarks)
-        chip = _timed(timings, "align", lambda: pipeline.extract_aligned_face(image, detection))
-        _timed(timings, "embed", lambda: pipeline.embed(chip))
+        landmarks = _timed(timings, "landmarks", pipeline.landmarker.landmarks, image, found[0])
+        detection = found[0].with_landmarks(landmarks)
+        chip = _timed(timings, "align", pipeline.extract_aligned_face, image, detection)
+        _timed(timings, "embed", pipeline.embed, chip)
         faces += 1
     total = time.perf_counter() - start
-    return {"timings": timings, "faces": faces, "images": len(paths), "total_s": total, "backend": pipeline.embedder.backend_name}
+    backend = pipeline.embedder.backend_name
+    return {"timings": timings, "faces": faces, "images": len(paths), "total_s": total, "backend": backend}
 
 
 def run_face_recognition(paths: list[Path], options: dict[str, Any]) -> dict[str, Any]:
     try:
         import face_recognition  # type: ignore[import-not-found]
-    except Exception as err:  # noqa: BLE001 - any import failure means "baseline unavailable"
+    except Exception as err:  # any import failure means "baseline unavailable"
         return {"error": f"face_recognition unavailable ({err}); pip install --no-deps face_recognition"}
     from face_recognition import api  # type: ignore[import-not-found]
 
@@ -77,18 +76,12 @@ def run_face_recognition(paths: list[Path], options: dict[str, Any]) -> dict[str
     faces = 0
     start = time.perf_counter()
     for path in paths:
-        image = _timed(timings, "decode", lambda path=path: face_recognition.load_image_file(str(path)))
-        locations = _timed(timings, "detect", lambda image=image: face_recognition.face_locations(image))
+        image = _timed(timings, "decode", face_recognition.load_image_file, str(path))
+        locations = _timed(timings, "detect", face_recognition.face_locations, image)
         if not locations:
             continue
-        landmarks = _timed(
-            timings, "landmarks", lambda: api._raw_face_landmarks(image, locations[:1], model="small")
-        )
-        _timed(
-            timings,
-            "embed",
-            lambda: [api.face_encoder.compute_face_descriptor(image, shape, 1) for shape in landmarks],
-        )
+        landmarks = _timed(timings, "landmarks", api._raw_face_landmarks, image, locations[:1], "small")
+        _timed(timings, "embed", api.face_encoder.compute_face_descriptor, image, landmarks[0], 1)
         faces += 1
     total = time.perf_counter() - start
     return {"timings": timings, "faces": faces, "images": len(paths), "total_s": total, "backend": "dlib"}

@@ -32,7 +32,7 @@ from faceprint.io.image import ImageLimits
 from faceprint.landmarks import DlibShapeLandmarker
 from faceprint.models.catalog import DLIB_5_POINT_ID, DLIB_68_POINT_ID, DLIB_MMOD_ID, DLIB_RESNET_ID, builtin_specs
 from faceprint.models.spec import Calibration, ModelSpec
-from faceprint.models.store import ModelStore
+from faceprint.models.store import ModelStore, default_model_dir
 from faceprint.types import Comparison, Detection, Face, Faceprint, RGBImage
 
 DetectorName = Literal["hog", "mmod"]
@@ -263,11 +263,47 @@ def face_size_px(detection: Detection) -> float:
 
 
 def _build_embedder(spec: ModelSpec, config: PipelineConfig, store: ModelStore) -> Embedder:
-    if config.backend == "onnx":
-        raise BackendUnavailableError("the ONNX backend is not available yet; use --backend dlib")
+    """ONNX Runtime on the converted dlib network when available (about 20x faster), else dlib itself."""
+    dat_path = store.path_for(spec.files[0])
+    if config.backend in ("auto", "onnx"):
+        from faceprint.embed.onnx import OnnxEmbedder
+        from faceprint.models.dlib_to_onnx import ConvertedModelCache
+
+        try:
+            return OnnxEmbedder.from_dlib_resnet(
+                spec,
+                dat_path,
+                ConvertedModelCache(default_model_dir() / "converted"),
+                source_sha256=spec.files[0].sha256,
+                batch_size=config.batch_size,
+                intra_op_threads=config.intra_op_threads,
+            )
+        except BackendUnavailableError:
+            if config.backend == "onnx":
+                raise
     from faceprint.embed.dlib_resnet import DlibResnetEmbedder
 
-    return DlibResnetEmbedder(spec, store.path_for(spec.files[0]))
+    return DlibResnetEmbedder(spec, dat_path)
+
+
+def _build_mmod_detector(path: Path, spec: ModelSpec, config: PipelineConfig, *, upsample: int) -> Detector:
+    """dlib's MMOD CNN on ONNX Runtime when available (same boxes, ~15x faster), else dlib itself."""
+    if config.backend in ("auto", "onnx"):
+        from faceprint.detect.onnx_mmod import OnnxMmodDetector
+        from faceprint.models.dlib_to_onnx import ConvertedModelCache
+
+        try:
+            return OnnxMmodDetector.from_dlib_mmod(
+                path,
+                ConvertedModelCache(default_model_dir() / "converted"),
+                source_sha256=spec.files[0].sha256,
+                upsample=upsample,
+                intra_op_threads=config.intra_op_threads,
+            )
+        except BackendUnavailableError:
+            if config.backend == "onnx":
+                raise
+    return DlibMmodDetector(path, upsample=upsample)
 
 
 def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | None = None) -> Pipeline:
@@ -285,11 +321,12 @@ def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | N
     landmark_spec = specs[config.landmarks]
     landmarker = DlibShapeLandmarker(store.path_for(landmark_spec.files[0]), name=landmark_spec.id)
 
-    mmod_path = store.path_for(specs[DLIB_MMOD_ID].files[0])
+    mmod_spec = specs[DLIB_MMOD_ID]
+    mmod_path = store.path_for(mmod_spec.files[0])
     stages: list[Detector]
     fast: Detector | None = None
     if config.detector == "mmod":
-        stages = [DlibMmodDetector(mmod_path, upsample=min(config.upsample, 1))]
+        stages = [_build_mmod_detector(mmod_path, mmod_spec, config, upsample=min(config.upsample, 1))]
         if config.fallback:
             stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3)))
     else:
@@ -298,7 +335,7 @@ def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | N
             fast = DlibHogDetector(upsample=0)
         if config.fallback:
             stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3)))
-            stages.append(DlibMmodDetector(mmod_path, upsample=1))
+            stages.append(_build_mmod_detector(mmod_path, mmod_spec, config, upsample=1))
     if config.fallback and config.center_fallback:
         stages.append(CenterCropDetector())
     detector: Detector = stages[0] if len(stages) == 1 else CascadeDetector(stages)

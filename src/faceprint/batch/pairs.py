@@ -1,0 +1,947 @@
+"""Batch pair scoring: datasets of photos + ``pairs.csv`` in, one folder of results per dataset out.
+
+Each input (a folder, ``.tar``, ``.tar.gz``/``.tgz``) holds JPG/PNG photos and exactly one ``pairs.csv``
+(see :mod:`faceprint.batch.pairs_csv`). The output is a TAR.GZ with ``input-0001/``, ``input-0002/``, … in
+the order given; each folder holds:
+
+``output.csv``
+    One row per input row, in input order, UTF-8 without BOM, comma separated, ``\\n`` line ends, always
+    with a header: ``file_a,file_b,probability`` (names as written in ``pairs.csv``; probability as a
+    percentage with one decimal, e.g. ``98.2%``), with ``--details`` also
+    ``similarity,match,faces_a,faces_b,status`` (cosine similarity with 4 decimals, ``true``/``false`` at
+    the model's threshold, faces found in each photo, ``ok`` or an error code), then the input's extra
+    columns (named from its header, else ``extra_1``, …). A row that could not be scored keeps its place
+    with an empty probability.
+``processing.error``
+    Present whenever something could not be scored or was refused. A CSV with the header
+    ``row,line,file_a,file_b,failed_file,code,message``: ``row`` is the output row (1-based, empty for
+    problems of the dataset itself, such as a refused archive member or a missing ``pairs.csv``), ``line``
+    the line in ``pairs.csv``, ``failed_file`` the file the problem is about, ``code`` a stable
+    :mod:`faceprint.errors` code (``missing_file``, ``decode_error``, ``no_face``, …). A row whose two
+    files both fail has two lines.
+``run.json``
+    What produced the results, for reproducibility: package version, model id, contract id, threshold,
+    calibration, face mode, the input's name and kind, and row/image counts. It holds no timestamps or
+    host paths, so the same inputs give the same bytes (the archive is written deterministically too).
+
+How the work is done: the dataset is listed and checked (:class:`~faceprint.io.archive.Dataset`), every
+name in ``pairs.csv`` is resolved, and each needed photo is read once, in storage order. Photos are keyed
+by the sha256 of their bytes, so the same photo under two names is decoded and embedded once per dataset;
+only faceprints are kept in memory, never images. With ``workers > 1`` a process pool embeds in parallel:
+each worker builds its own pipeline once (with one inference thread, so N workers use N cores, not N²),
+photos travel as bytes and come back as faceprints or an error code, and at most ``2 × workers`` photos are
+in flight, which bounds memory. Rows are then scored in the main process (cosine + calibration: cheap).
+
+Several faces in a photo: ``face="largest"`` (default) compares the largest face of each photo;
+``face="best-match"`` compares every face of one with every face of the other and keeps the most similar
+pair. Every face is embedded in both modes, so ``--details`` never changes a probability.
+
+Example:
+    >>> from faceprint.testing import fake_pipeline_factory
+    >>> result = run_pairs_job(                                            # doctest: +SKIP
+    ...     [Path("dataset.tar.gz")], Path("results.tar.gz"),
+    ...     options=PairsOptions(workers=1, quiet=True), pipeline_factory=fake_pipeline_factory,
+    ... )
+    >>> result.exit_code, result.summary()                                  # doctest: +SKIP
+    (0, '1 dataset, 3 rows: 3 scored, 0 not scored')
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import pickle
+import posixpath
+import re
+import signal
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol, get_args
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from faceprint import __version__
+from faceprint.batch.pairs_csv import (
+    PAIRS_FILE_NAME,
+    NameResolver,
+    PairRow,
+    PairsTable,
+    find_pairs_file,
+    looks_like_image_name,
+    parse_pairs_csv,
+)
+from faceprint.compare import Comparator
+from faceprint.errors import (
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    FaceprintError,
+    InputError,
+    InvalidSettingError,
+    NoFaceError,
+    UsageError,
+)
+from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_bytes_atomic, write_deterministic_targz
+from faceprint.io.image import ImageLimits, decode_image
+from faceprint.models.spec import ModelSpec
+from faceprint.pipeline import PipelineConfig
+from faceprint.types import Comparison, Face, Faceprint, RGBImage
+
+FaceMode = Literal["largest", "best-match"]
+OUTPUT_CSV = "output.csv"
+ERROR_FILE = "processing.error"
+RUN_JSON = "run.json"
+ERROR_COLUMNS = ("row", "line", "file_a", "file_b", "failed_file", "code", "message")
+BASE_COLUMNS = ("file_a", "file_b", "probability")
+DETAIL_COLUMNS = ("similarity", "match", "faces_a", "faces_b", "status")
+DEFAULT_ARCHIVE_NAME = "results.tar.gz"
+_INPUT_FOLDER_RE = re.compile(r"^input-(\d+)$")
+_THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+
+
+class ImageFailedError(FaceprintError):
+    """An unexpected failure while decoding or embedding one photo; recorded for its rows, the job goes on."""
+
+    code = "internal_error"
+    exit_code = EXIT_INTERNAL
+
+
+class WorkerFailedError(FaceprintError):
+    """A worker process died (killed for memory, or a crash in a native library); the job stops."""
+
+    code = "worker_failed"
+    exit_code = EXIT_INTERNAL
+
+
+class PairsPipeline(Protocol):
+    """What the job needs of :class:`faceprint.pipeline.Pipeline` (and :class:`faceprint.testing.FakePipeline`)."""
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    @property
+    def comparator(self) -> Comparator: ...
+
+    def embed_faces(self, image: RGBImage) -> list[Face]: ...
+
+    def compare(self, a: Faceprint, b: Faceprint) -> Comparison: ...
+
+
+PipelineFactory = Callable[[PipelineConfig], PairsPipeline]
+"""Builds a pipeline from a config; must be a picklable (module-level) callable when ``workers > 1``."""
+
+
+def default_pipeline_factory(config: PipelineConfig) -> PairsPipeline:
+    """The real pipeline (dlib models, verified at load)."""
+    from faceprint.pipeline import load_pipeline
+
+    return load_pipeline(config)
+
+
+def worker_pipeline_config(config: PipelineConfig) -> PipelineConfig:
+    """The config each pool worker builds its pipeline from: one inference thread, so N workers use N cores.
+
+    Example:
+        >>> worker_pipeline_config(PipelineConfig(intra_op_threads=8)).intra_op_threads
+        1
+    """
+    return replace(config, intra_op_threads=1)
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity / container limits where the OS tells)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PairsOptions:
+    """How to run a pairs job.
+
+    Example:
+        >>> PairsOptions(face="best-match", workers=2).face
+        'best-match'
+    """
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    details: bool = False
+    """Add similarity, match, faces found and status columns."""
+    face: FaceMode = "largest"
+    workers: int | None = None
+    """Worker processes; ``None`` means every available core. 1 runs in this process."""
+    quiet: bool = False
+    """No progress bar."""
+    archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    max_pairs: int = 1_000_000
+    """Most rows one ``pairs.csv`` may have."""
+
+    def __post_init__(self) -> None:
+        if self.face not in get_args(FaceMode):
+            raise UsageError(f"face must be 'largest' or 'best-match', not {self.face!r}")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"workers must be at least 1, got {self.workers}")
+        if self.max_pairs < 1:
+            raise InvalidSettingError(f"max_pairs must be at least 1, got {self.max_pairs}")
+
+    def worker_count(self) -> int:
+        return self.workers if self.workers is not None else available_cores()
+
+
+# --- one photo ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOutcome:
+    """What embedding one photo gave: faceprints (largest face first) or an error code and message."""
+
+    faceprints: tuple[Faceprint, ...] = ()
+    faces_found: int | None = None
+    """Faces the detector found; None when the photo could not be read or decoded."""
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @classmethod
+    def failed(cls, error: FaceprintError, *, faces_found: int | None = None) -> ImageOutcome:
+        return cls(faces_found=faces_found, error_code=error.code, error_message=error.message)
+
+
+def embed_image(
+    pipeline: PairsPipeline,
+    data: bytes,
+    *,
+    name: str,
+    limits: ImageLimits | None = None,
+    keep_all_faces: bool = False,
+) -> ImageOutcome:
+    """Decode and embed one photo; input problems become an error outcome, not an exception.
+
+    Args:
+        pipeline: Does the detection and embedding.
+        data: The photo's bytes.
+        name: Its name in the dataset, for messages.
+        limits: Decoding limits (bytes, pixels).
+        keep_all_faces: Keep every face's faceprint (``best-match``), else only the largest.
+
+    Raises:
+        FaceprintError: non-input failures (model errors) that make the whole job pointless.
+
+    Example:
+        >>> from faceprint.testing import FakePipeline, make_blank_png
+        >>> embed_image(FakePipeline(), make_blank_png(), name="grey.png").error_code
+        'no_face'
+    """
+    try:
+        image = decode_image(data, limits=limits, name=name)
+        faces = pipeline.embed_faces(image)
+    except InputError as err:
+        return ImageOutcome.failed(err)
+    except FaceprintError:
+        raise
+    except Exception as err:  # a native-library failure on one odd photo must not stop 10,000 others
+        return ImageOutcome.failed(ImageFailedError(f"{name}: {type(err).__name__}: {err}"))
+    faceprints = tuple(face.faceprint for face in faces if face.faceprint is not None)
+    if not faceprints:
+        return ImageOutcome.failed(NoFaceError(f"{name}: no face found"), faces_found=len(faces))
+    return ImageOutcome(faceprints=faceprints if keep_all_faces else faceprints[:1], faces_found=len(faces))
+
+
+# --- worker processes -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkerSetup:
+    factory: PipelineFactory
+    config: PipelineConfig
+    keep_all_faces: bool
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_pipeline(setup_blob: bytes) -> tuple[PairsPipeline, _WorkerSetup]:
+    # The one per-process pipeline of a pool worker: built on first use, reused for every photo. Keyed by
+    # the pickled setup (picklable configs need not be hashable). Only worker processes ever call this.
+    setup: _WorkerSetup = pickle.loads(setup_blob)
+    return setup.factory(setup.config), setup
+
+
+def _init_worker(setup_blob: bytes) -> None:
+    # Native thread pools read these when they start; the pipeline's own (onnxruntime) thread count comes
+    # from the config's intra_op_threads=1.
+    for var in _THREAD_ENV_VARS:
+        os.environ[var] = "1"
+    # Ctrl-C goes to the whole process group: let the parent decide, instead of N tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _worker_pipeline(setup_blob)
+    except Exception:
+        # A failing initializer breaks the pool with no message; the first task builds again and raises
+        # the real error.
+        pass
+
+
+def _embed_in_worker(setup_blob: bytes, data: bytes, name: str) -> ImageOutcome:
+    pipeline, setup = _worker_pipeline(setup_blob)
+    return embed_image(pipeline, data, name=name, limits=setup.config.limits, keep_all_faces=setup.keep_all_faces)
+
+
+class _Embedder:
+    """Embeds photos in this process or in a pool that grows to the size a dataset can use."""
+
+    def __init__(self, pipeline: PairsPipeline, factory: PipelineFactory, options: PairsOptions) -> None:
+        self._pipeline = pipeline
+        self._factory = factory
+        self._options = options
+        self._keep_all = options.face == "best-match"
+        self._max_workers = options.worker_count()
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_size = 0
+        self._blob: bytes | None = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _setup_blob(self) -> bytes:
+        if self._blob is None:
+            setup = _WorkerSetup(
+                factory=self._factory,
+                config=worker_pipeline_config(self._options.pipeline),
+                keep_all_faces=self._keep_all,
+            )
+            try:
+                self._blob = pickle.dumps(setup)
+            except (pickle.PicklingError, AttributeError, TypeError) as err:
+                raise UsageError(
+                    f"the pipeline factory cannot be sent to worker processes ({err}); use workers=1"
+                ) from err
+        return self._blob
+
+    def _ensure_pool(self, wanted: int) -> ProcessPoolExecutor | None:
+        size = min(wanted, self._max_workers)
+        if self._pool is None and size <= 1:
+            return None
+        if self._pool is None or size > self._pool_size:
+            blob = self._setup_blob()
+            self.close()
+            # spawn, not fork: the parent may hold threads (progress bar, onnxruntime) that fork would copy
+            # mid-lock.
+            self._pool = ProcessPoolExecutor(
+                max_workers=size,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(blob,),
+            )
+            self._pool_size = size
+        return self._pool
+
+    def embed_dataset(
+        self,
+        dataset: Dataset,
+        names: Sequence[str],
+        advance: Callable[[int], None],
+    ) -> tuple[dict[str, ImageOutcome], int]:
+        """Outcomes for the members ``names`` and how many distinct contents were embedded (once each)."""
+        pool = self._ensure_pool(len(names))
+        by_digest: dict[str, ImageOutcome] = {}
+        digest_of: dict[str, str] = {}
+        outcomes: dict[str, ImageOutcome] = {}
+        in_flight: dict[Future[ImageOutcome], str] = {}
+        pending: set[str] = set()
+        # Two per worker keeps every worker busy while bounding the photo bytes held by the executor.
+        max_in_flight = 2 * self._pool_size if pool is not None else 1
+
+        def collect(futures: set[Future[ImageOutcome]]) -> None:
+            for future in futures:
+                digest = in_flight.pop(future)
+                pending.discard(digest)
+                try:
+                    by_digest[digest] = future.result()
+                except BrokenProcessPool as err:
+                    raise WorkerFailedError(
+                        "a worker process died (out of memory, or a crash in a native library); "
+                        "try fewer workers (--workers 1)"
+                    ) from err
+                advance(1)
+
+        for name, data in dataset.iter_read(names):
+            if isinstance(data, FaceprintError):
+                outcomes[name] = ImageOutcome.failed(data)
+                advance(1)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
+            digest_of[name] = digest
+            if digest in by_digest or digest in pending:
+                advance(1)
+                continue
+            if pool is None:
+                by_digest[digest] = embed_image(
+                    self._pipeline,
+                    data,
+                    name=name,
+                    limits=self._options.pipeline.limits,
+                    keep_all_faces=self._keep_all,
+                )
+                advance(1)
+                continue
+            in_flight[pool.submit(_embed_in_worker, self._setup_blob(), data, name)] = digest
+            pending.add(digest)
+            del data  # the executor holds these bytes until the result is back; max_in_flight bounds them
+            if len(in_flight) >= max_in_flight:
+                done, _ = wait(set(in_flight), return_when=FIRST_COMPLETED)
+                collect(done)
+        if in_flight:
+            collect(set(in_flight))
+        for name, digest in digest_of.items():
+            outcomes[name] = by_digest[digest]
+        return outcomes, len(by_digest)
+
+
+# --- one dataset ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSummary:
+    """Counts for one dataset of a job."""
+
+    folder: str
+    """The output folder, ``input-0001`` …"""
+    source: str
+    """The input's file or folder name (no host path)."""
+    rows: int
+    scored: int
+    error_lines: int
+    """Lines in ``processing.error`` (0: the file is absent)."""
+    images: int
+    """Distinct photo files the rows refer to."""
+    embedded: int
+    """Distinct photo contents decoded and embedded."""
+    dataset_error: str | None = None
+    """Error code when the dataset as a whole could not be read (no pairs.csv, corrupt archive, …)."""
+
+    @property
+    def failed(self) -> int:
+        return self.rows - self.scored
+
+    @property
+    def status(self) -> Literal["ok", "partial", "failed"]:
+        if self.error_lines == 0:
+            return "ok"
+        return "failed" if self.scored == 0 else "partial"
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    failed_file: str
+    code: str
+    message: str
+    row: PairRow | None = None
+
+    def cells(self) -> list[str]:
+        if self.row is None:
+            return ["", "", "", "", self.failed_file, self.code, self.message]
+        row = self.row
+        return [str(row.row), str(row.line), row.file_a, row.file_b, self.failed_file, self.code, self.message]
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    comparison: Comparison | None
+    faces_a: int | None
+    faces_b: int | None
+    problems: tuple[_Problem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelInfo:
+    model_id: str
+    contract_id: str
+    threshold: float
+    calibration: dict[str, Any]
+
+    @classmethod
+    def of(cls, pipeline: PairsPipeline) -> _ModelInfo:
+        comparator = pipeline.comparator
+        return cls(
+            model_id=pipeline.spec.id,
+            contract_id=pipeline.spec.contract_id,
+            threshold=comparator.threshold,
+            calibration=comparator.calibration.to_dict(),
+        )
+
+
+def _best_comparison(pipeline: PairsPipeline, a: ImageOutcome, b: ImageOutcome, face: FaceMode) -> Comparison:
+    if face == "largest":
+        return pipeline.compare(a.faceprints[0], b.faceprints[0])
+    best: Comparison | None = None
+    for print_a in a.faceprints:
+        for print_b in b.faceprints:
+            comparison = pipeline.compare(print_a, print_b)
+            if best is None or comparison.similarity > best.similarity:
+                best = comparison
+    if best is None:  # unreachable: outcomes without faceprints carry an error and are not compared
+        raise ImageFailedError("no faceprints to compare")
+    return best
+
+
+def _score_row(
+    row: PairRow,
+    resolved: Mapping[str, str | FaceprintError],
+    outcomes: Mapping[str, ImageOutcome],
+    pipeline: PairsPipeline,
+    face: FaceMode,
+) -> _Scored:
+    if not row.ok:
+        problem = _Problem("", row.error_code or "malformed_csv", row.error_message or "malformed row", row)
+        return _Scored(None, None, None, (problem,))
+    found: list[ImageOutcome | None] = []
+    problems: list[_Problem] = []
+    for name in dict.fromkeys((row.file_a, row.file_b)):  # a photo paired with itself fails once
+        target = resolved[name]
+        if isinstance(target, FaceprintError):
+            problems.append(_Problem(name, target.code, target.message, row))
+            continue
+        outcome = outcomes[target]
+        if outcome.error_code is not None:
+            problems.append(_Problem(name, outcome.error_code, outcome.error_message or outcome.error_code, row))
+    for name in (row.file_a, row.file_b):
+        target = resolved[name]
+        found.append(None if isinstance(target, FaceprintError) else outcomes[target])
+    outcome_a, outcome_b = found
+    faces_a = None if outcome_a is None else outcome_a.faces_found
+    faces_b = None if outcome_b is None else outcome_b.faces_found
+    if problems or outcome_a is None or outcome_b is None:
+        return _Scored(None, faces_a, faces_b, tuple(problems))
+    return _Scored(_best_comparison(pipeline, outcome_a, outcome_b, face), faces_a, faces_b, ())
+
+
+def format_probability(probability: float) -> str:
+    """A probability as a percentage with one decimal.
+
+    Example:
+        >>> format_probability(0.98234)
+        '98.2%'
+    """
+    return f"{probability * 100.0:.1f}%"
+
+
+def _output_header(table: PairsTable | None, details: bool) -> list[str]:
+    columns = list(BASE_COLUMNS) + (list(DETAIL_COLUMNS) if details else [])
+    taken = set(columns)
+    for name in table.extra_header() if table is not None else ():
+        unique = name
+        while unique in taken:  # an input column called "probability" must not shadow ours
+            unique = f"input_{unique}"
+        taken.add(unique)
+        columns.append(unique)
+    return columns
+
+
+def _output_cells(row: PairRow, scored: _Scored, details: bool, extra_width: int) -> list[str]:
+    comparison = scored.comparison
+    cells = [row.file_a, row.file_b, "" if comparison is None else format_probability(comparison.probability)]
+    if details:
+        cells += [
+            "" if comparison is None else f"{comparison.similarity:.4f}",
+            "" if comparison is None else ("true" if comparison.is_match else "false"),
+            "" if scored.faces_a is None else str(scored.faces_a),
+            "" if scored.faces_b is None else str(scored.faces_b),
+            "ok" if not scored.problems else scored.problems[0].code,
+        ]
+    return cells + list(row.extra) + [""] * (extra_width - len(row.extra))
+
+
+def _csv_bytes(rows: Iterable[list[str]]) -> bytes:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8", "replace")
+
+
+def _is_pairs_candidate(name: str) -> bool:
+    return posixpath.basename(name).lower() == PAIRS_FILE_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class _DatasetOutput:
+    summary: DatasetSummary
+    files: dict[str, bytes]
+
+
+def _process_dataset(
+    folder: str,
+    source: Path,
+    *,
+    pipeline: PairsPipeline,
+    embedder: _Embedder,
+    model: _ModelInfo,
+    options: PairsOptions,
+    progress: Progress,
+) -> _DatasetOutput:
+    problems: list[_Problem] = []
+    table: PairsTable | None = None
+    resolved: dict[str, str | FaceprintError] = {}
+    outcomes: dict[str, ImageOutcome] = {}
+    dataset_error: FaceprintError | None = None
+    kind: str | None = None
+    pairs_name: str | None = None
+    embedded = 0
+    # "." or "dir/" have no .name; the resolved name is still only the last component, never a host path.
+    source_name = source.name or source.resolve().name
+    try:
+        with Dataset(source, limits=options.archive_limits, preload=_is_pairs_candidate) as dataset:
+            kind = dataset.kind
+            for refused in dataset.rejected:
+                problems.append(_Problem(str(refused.details.get("name", "")), refused.code, refused.message))
+            pairs_name = find_pairs_file(dataset.names)
+            resolver = NameResolver(
+                dataset.names, base_dir=posixpath.dirname(pairs_name), rejected=dataset.rejected_names
+            )
+            table = parse_pairs_csv(
+                dataset.read(pairs_name),
+                looks_like_file=lambda cell: looks_like_image_name(cell) or resolver.exists(cell),
+                max_rows=options.max_pairs,
+            )
+            for row in table.rows:
+                if row.ok:
+                    for name in (row.file_a, row.file_b):
+                        if name not in resolved:
+                            try:
+                                resolved[name] = resolver.resolve(name)
+                            except InputError as err:
+                                resolved[name] = err
+            needed = sorted({target for target in resolved.values() if isinstance(target, str)})
+            task = progress.add_task(folder, total=len(needed))
+
+            def advance(count: int) -> None:
+                progress.advance(task, count)
+
+            outcomes, embedded = embedder.embed_dataset(dataset, needed, advance)
+    except InputError as err:
+        dataset_error = err
+        problems.append(_Problem(pairs_name or source_name, err.code, err.message))
+
+    output_rows: list[list[str]] = [_output_header(table, options.details)]
+    scored_count = 0
+    if table is not None and dataset_error is None:
+        for row in table.rows:
+            scored = _score_row(row, resolved, outcomes, pipeline, options.face)
+            problems.extend(scored.problems)
+            if scored.comparison is not None:
+                scored_count += 1
+            output_rows.append(_output_cells(row, scored, options.details, table.extra_width))
+    rows = len(table.rows) if table is not None else 0
+    if table is not None and dataset_error is not None:
+        # The table was read but the photos could not be: every row keeps its place, unscored.
+        empty = _Scored(None, None, None, ())
+        output_rows += [_output_cells(row, empty, options.details, table.extra_width) for row in table.rows]
+
+    summary = DatasetSummary(
+        folder=folder,
+        source=source_name,
+        rows=rows,
+        scored=scored_count,
+        error_lines=len(problems),
+        images=len({target for target in resolved.values() if isinstance(target, str)}),
+        embedded=embedded,
+        dataset_error=None if dataset_error is None else dataset_error.code,
+    )
+    files = {f"{folder}/{OUTPUT_CSV}": _csv_bytes(output_rows)}
+    if problems:
+        files[f"{folder}/{ERROR_FILE}"] = _csv_bytes([list(ERROR_COLUMNS)] + [p.cells() for p in problems])
+    files[f"{folder}/{RUN_JSON}"] = _run_json(summary, model, options, table, kind, pairs_name)
+    return _DatasetOutput(summary=summary, files=files)
+
+
+def _run_json(
+    summary: DatasetSummary,
+    model: _ModelInfo,
+    options: PairsOptions,
+    table: PairsTable | None,
+    kind: str | None,
+    pairs_name: str | None,
+) -> bytes:
+    record = {
+        "format": "faceprint-pairs/1",
+        "faceprint_version": __version__,
+        "model_id": model.model_id,
+        "contract_id": model.contract_id,
+        "threshold": model.threshold,
+        "calibration": model.calibration,
+        "face": options.face,
+        "details": options.details,
+        "input": {
+            "name": summary.source,
+            "kind": kind,
+            "pairs_file": pairs_name,
+            "delimiter": None if table is None else table.delimiter,
+            "header": None if table is None else table.header is not None,
+            "encoding": None if table is None else table.encoding,
+        },
+        "counts": {
+            "rows": summary.rows,
+            "scored": summary.scored,
+            "not_scored": summary.failed,
+            "images": summary.images,
+            "embedded": summary.embedded,
+            "problems": summary.error_lines,
+        },
+        "status": summary.status,
+        "dataset_error": summary.dataset_error,
+        "error_file": ERROR_FILE if summary.error_lines else None,
+    }
+    return (json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+# --- the job --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PairsJobResult:
+    """What a pairs job wrote and how it went; ``exit_code`` is the CLI's exit status."""
+
+    output_path: Path
+    datasets: tuple[DatasetSummary, ...]
+    model_id: str
+    contract_id: str
+    threshold: float
+    output_dir: Path | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.datasets)
+
+    @property
+    def scored(self) -> int:
+        return sum(d.scored for d in self.datasets)
+
+    @property
+    def failed(self) -> int:
+        return sum(d.failed for d in self.datasets)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all scored; 1 some problems but output written; 3 problems and nothing scored."""
+        if not any(d.error_lines for d in self.datasets):
+            return EXIT_OK
+        return EXIT_INPUT if self.scored == 0 else EXIT_PARTIAL
+
+    def summary(self) -> str:
+        """One line for people.
+
+        Example:
+            >>> PairsJobResult(Path("r.tar.gz"), (), "m", "m:1", 0.5).summary()
+            '0 datasets, 0 rows: 0 scored, 0 not scored'
+        """
+        count = len(self.datasets)
+        text = (
+            f"{count} dataset{'' if count == 1 else 's'}, {self.rows} row{'' if self.rows == 1 else 's'}: "
+            f"{self.scored} scored, {self.failed} not scored"
+        )
+        if any(d.error_lines for d in self.datasets):
+            text += f" (see {ERROR_FILE})"
+        return text
+
+
+class _ImagesPerSecondColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("? images/s" if speed is None else f"{speed:.1f} images/s", style="progress.data.speed")
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        _ImagesPerSecondColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+    )
+
+
+def _run(
+    sources: Sequence[tuple[str, Path]],
+    options: PairsOptions,
+    pipeline_factory: PipelineFactory | None,
+) -> tuple[dict[str, bytes], tuple[DatasetSummary, ...], _ModelInfo]:
+    factory = pipeline_factory if pipeline_factory is not None else default_pipeline_factory
+    # Built first: a missing or corrupt model fails the job before any dataset is read. With workers > 1
+    # this one only compares (cheap); the workers build their own for embedding.
+    pipeline = factory(options.pipeline)
+    model = _ModelInfo.of(pipeline)
+    embedder = _Embedder(pipeline, factory, options)
+    files: dict[str, bytes] = {}
+    summaries: list[DatasetSummary] = []
+    try:
+        with _progress(options.quiet) as progress:
+            for folder, source in sources:
+                output = _process_dataset(
+                    folder,
+                    source,
+                    pipeline=pipeline,
+                    embedder=embedder,
+                    model=model,
+                    options=options,
+                    progress=progress,
+                )
+                files.update(output.files)
+                summaries.append(output.summary)
+    finally:
+        embedder.close()
+    return files, tuple(summaries), model
+
+
+def _check_inputs(inputs: Sequence[Path]) -> list[Path]:
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise UsageError("give at least one dataset (a folder, .tar, .tar.gz or .tgz)")
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"input {path} does not exist")
+    return paths
+
+
+def run_pairs_job(
+    inputs: Sequence[Path],
+    output_path: Path,
+    *,
+    options: PairsOptions | None = None,
+    pipeline_factory: PipelineFactory | None = None,
+) -> PairsJobResult:
+    """Score the pairs of every dataset in ``inputs`` and write one TAR.GZ of results.
+
+    Args:
+        inputs: Datasets: folders, ``.tar``, ``.tar.gz`` or ``.tgz`` files (told apart by content).
+        output_path: The TAR.GZ to write (replaced atomically); its folder must exist.
+        options: Details, face mode, workers, limits, pipeline config.
+        pipeline_factory: Builds the pipeline (tests pass :func:`faceprint.testing.fake_pipeline_factory`).
+
+    Returns:
+        Counts per dataset and the exit status to report.
+
+    Raises:
+        UsageError: no inputs, an input that does not exist, an unusable output path.
+        ModelError: the models cannot be loaded.
+
+    Example:
+        >>> result = run_pairs_job([Path("faces")], Path("out.tar.gz"))   # doctest: +SKIP
+        >>> result.exit_code                                               # doctest: +SKIP
+        0
+    """
+    options = options if options is not None else PairsOptions()
+    paths = _check_inputs(inputs)
+    output_path = Path(output_path)
+    if output_path.is_dir():
+        raise UsageError(f"output {output_path} is a folder; give a file name such as results.tar.gz")
+    if not output_path.parent.is_dir():
+        raise UsageError(f"the folder of output {output_path} does not exist")
+    sources = [(f"input-{index:04d}", path) for index, path in enumerate(paths, start=1)]
+    files, summaries, model = _run(sources, options, pipeline_factory)
+    write_deterministic_targz(files, output_path)
+    return PairsJobResult(
+        output_path=output_path,
+        datasets=summaries,
+        model_id=model.model_id,
+        contract_id=model.contract_id,
+        threshold=model.threshold,
+    )
+
+
+def _enclave_source(folder: Path) -> Path:
+    """The dataset inside an ``input-NNNN`` folder: its lone archive file, else the folder itself."""
+    entries = [entry for entry in folder.iterdir() if not entry.name.startswith(".")]
+    if len(entries) == 1 and entries[0].is_file() and not entries[0].is_symlink():
+        try:
+            if detect_kind(entries[0]) in ("tar", "tar.gz"):
+                return entries[0]
+        except InputError:
+            pass  # a lone non-archive file: the folder is the dataset (and will lack pairs.csv)
+    return folder
+
+
+def enclave_inputs(inputs_dir: Path) -> list[tuple[str, Path]]:
+    """The ``input-NNNN`` folders of ``inputs_dir`` in numeric order, each with its dataset path.
+
+    Raises:
+        UsageError: ``inputs_dir`` is not a folder or holds no ``input-NNNN`` folder.
+    """
+    if not inputs_dir.is_dir():
+        raise UsageError(f"inputs folder {inputs_dir} does not exist")
+    found: list[tuple[int, str, Path]] = []
+    for entry in inputs_dir.iterdir():
+        match = _INPUT_FOLDER_RE.match(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink():
+            found.append((int(match.group(1)), entry.name, entry))
+    if not found:
+        raise UsageError(f"no input-0001, input-0002, … folders in {inputs_dir}")
+    found.sort()
+    return [(name, _enclave_source(path)) for _, name, path in found]
+
+
+def run_enclave_job(
+    inputs_dir: Path,
+    output_dir: Path,
+    options: PairsOptions | None = None,
+    *,
+    pipeline_factory: PipelineFactory | None = None,
+    archive_name: str = DEFAULT_ARCHIVE_NAME,
+) -> PairsJobResult:
+    """The enclave layout: ``inputs_dir/input-NNNN/`` in, ``output_dir/input-NNNN/`` and a TAR.GZ out.
+
+    Each ``input-NNNN`` folder holds a dataset's files, or one archive. The results for it go to
+    ``output_dir/input-NNNN/`` (same name as the input folder: ``output.csv``, ``run.json`` and, when
+    something failed, ``processing.error``; a stale one from an earlier run is removed), and all of them
+    packed into ``output_dir/<archive_name>``. Every file is written atomically.
+
+    Example:
+        >>> run_enclave_job(Path("/inputs"), Path("/outputs"))   # doctest: +SKIP
+    """
+    options = options if options is not None else PairsOptions()
+    inputs_dir, output_dir = Path(inputs_dir), Path(output_dir)
+    sources = enclave_inputs(inputs_dir)
+    if output_dir.exists() and output_dir.resolve() == inputs_dir.resolve():
+        raise UsageError("the output folder must differ from the inputs folder")
+    if "/" in archive_name or archive_name in ("", ".", ".."):
+        raise UsageError(f"archive name must be a plain file name, not {archive_name!r}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files, summaries, model = _run(sources, options, pipeline_factory)
+    for folder, _ in sources:
+        target = output_dir / folder
+        target.mkdir(exist_ok=True)
+        for file_name in (OUTPUT_CSV, RUN_JSON, ERROR_FILE):
+            data = files.get(f"{folder}/{file_name}")
+            if data is not None:
+                write_bytes_atomic(target / file_name, data)
+            elif (target / file_name).exists():
+                (target / file_name).unlink()
+    archive_path = write_deterministic_targz(files, output_dir / archive_name)
+    return PairsJobResult(
+        output_path=archive_path,
+        datasets=summaries,
+        model_id=model.model_id,
+        contract_id=model.contract_id,
+        threshold=model.threshold,
+        output_dir=output_dir,
+    )

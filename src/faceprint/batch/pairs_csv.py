@@ -1,0 +1,368 @@
+"""Read a dataset's ``pairs.csv`` and resolve its file names against the dataset's files.
+
+The format is forgiving, because people write these by hand and with spreadsheets:
+
+- two columns of file names, then any number of extra columns (kept and passed through to the output);
+- a header row or not: the first row is a header when it has two non-empty cells and neither looks like a
+  file (no image suffix and, in a job, no such file in the dataset);
+- comma, semicolon or tab separated (sniffed from the first rows; on a tie tab wins, then semicolon, since a
+  semicolon file's names may contain unquoted commas but a comma file's names rarely all hold a semicolon);
+- UTF-8 with or without BOM (UTF-16 with a BOM too, as "Unicode text" from a spreadsheet);
+- quoted names with commas, quotes or spaces; blank lines skipped; spaces around a name are dropped.
+
+A malformed row (one column, an empty name, bytes that are not UTF-8, a csv syntax error) becomes a row
+with ``error_code`` set; the other rows are still read. Rows are numbered from 1 in data order (the
+output row), and ``line`` is where the row starts in the file, for people looking for it.
+
+Example:
+    >>> table = parse_pairs_csv(b'left,right,note\\r\\n"a, b.jpg",c.jpg,x\\n\\nd.png\\n')
+    >>> table.header
+    ('left', 'right', 'note')
+    >>> [(r.row, r.line, r.file_a, r.file_b, r.extra, r.error_code) for r in table.rows]
+    [(1, 2, 'a, b.jpg', 'c.jpg', ('x',), None), (2, 4, 'd.png', '', (), 'malformed_csv')]
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import posixpath
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from faceprint.errors import (
+    AmbiguousFileError,
+    CsvFormatError,
+    FaceprintError,
+    InputError,
+    MissingFileError,
+    PairsFileError,
+)
+
+PAIRS_FILE_NAME = "pairs.csv"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp"})
+DELIMITERS = ("\t", ";", ",")
+"""Candidates in order of preference on a tie (see the module docstring)."""
+_SNIFF_LINES = 50
+_MALFORMED = CsvFormatError.code
+
+
+@dataclass(frozen=True, slots=True)
+class PairRow:
+    """One data row of ``pairs.csv``.
+
+    ``row`` is the 1-based position among data rows (= the output row), ``line`` the 1-based line of the
+    file where the row starts. ``error_code``/``error_message`` are set for a malformed row; its names are
+    then as much as could be read (possibly empty).
+    """
+
+    row: int
+    line: int
+    file_a: str
+    file_b: str
+    extra: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error_code is None
+
+
+@dataclass(frozen=True, slots=True)
+class PairsTable:
+    """A parsed ``pairs.csv``: its rows, the header if there was one, and how it was read."""
+
+    rows: tuple[PairRow, ...]
+    header: tuple[str, ...] | None
+    delimiter: str
+    encoding: str
+
+    @property
+    def extra_width(self) -> int:
+        """The largest number of extra columns in any row (or the header)."""
+        widths = [len(row.extra) for row in self.rows]
+        if self.header is not None:
+            widths.append(max(0, len(self.header) - 2))
+        return max(widths, default=0)
+
+    def extra_header(self) -> tuple[str, ...]:
+        """Names for the extra columns: the header's, else ``extra_1``, ``extra_2``, …"""
+        width = self.extra_width
+        given = self.header[2:] if self.header is not None else ()
+        return tuple(given[i] if i < len(given) and given[i].strip() else f"extra_{i + 1}" for i in range(width))
+
+
+def looks_like_image_name(name: str) -> bool:
+    """Whether ``name`` ends with an image suffix faceprint reads.
+
+    Example:
+        >>> looks_like_image_name("photos/A.JPG"), looks_like_image_name("image1")
+        (True, False)
+    """
+    return posixpath.splitext(name.strip())[1].lower() in IMAGE_SUFFIXES
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    """Text and encoding name. Invalid UTF-8 bytes survive as lone surrogates, flagged per row later."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError as err:
+            raise CsvFormatError(f"{PAIRS_FILE_NAME}: invalid UTF-16: {err}") from err
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8) :].decode("utf-8", "surrogateescape"), "utf-8-sig"
+    return data.decode("utf-8", "surrogateescape"), "utf-8"
+
+
+def _has_bad_bytes(cells: Iterable[str]) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for cell in cells for ch in cell)
+
+
+def _printable(cell: str) -> str:
+    """Replace undecodable bytes by U+FFFD so the name can be written to UTF-8 output."""
+    return cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def sniff_delimiter(text: str) -> str:
+    """The delimiter that splits most of the first rows into two or more cells (comma if none does).
+
+    Example:
+        >>> sniff_delimiter("Doe, John.jpg;Doe, Jane.jpg\\n")
+        ';'
+    """
+    # Only the head is split: a large file's full line list would cost memory for nothing.
+    head = text[: 1 << 16].splitlines()
+    sample = [line for line in head[: _SNIFF_LINES * 2] if line.strip()][:_SNIFF_LINES]
+    best, best_score = ",", 0
+    for delimiter in reversed(DELIMITERS):  # later (preferred) candidates win ties
+        try:
+            score = sum(1 for cells in csv.reader(sample, delimiter=delimiter) if len(cells) >= 2)
+        except csv.Error:
+            continue
+        if score > best_score or (score == best_score and score > 0):
+            best, best_score = delimiter, score
+    return best
+
+
+def _is_header(cells: list[str], looks_like_file: Callable[[str], bool]) -> bool:
+    if len(cells) < 2 or _has_bad_bytes(cells[:2]):
+        return False
+    first, second = cells[0].strip(), cells[1].strip()
+    return bool(first and second) and not looks_like_file(first) and not looks_like_file(second)
+
+
+def parse_pairs_csv(
+    data: bytes,
+    *,
+    has_header: bool | None = None,
+    looks_like_file: Callable[[str], bool] | None = None,
+    max_rows: int | None = None,
+) -> PairsTable:
+    """Parse ``pairs.csv`` bytes into rows; malformed rows are kept with an error code.
+
+    Args:
+        data: The file's bytes.
+        has_header: Force header / no header; ``None`` detects it from the first row.
+        looks_like_file: Whether a cell names a file, for header detection; defaults to
+            :func:`looks_like_image_name`.
+        max_rows: Refuse files with more data rows than this.
+
+    Returns:
+        The parsed table.
+
+    Raises:
+        CsvFormatError: a UTF-16 file that does not decode, or more than ``max_rows`` rows.
+
+    Example:
+        >>> parse_pairs_csv(b"a.jpg\\tb.jpg\\n").rows[0].file_b
+        'b.jpg'
+    """
+    text, encoding = _decode(data)
+    delimiter = sniff_delimiter(text)
+    is_file = looks_like_file if looks_like_file is not None else looks_like_image_name
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[PairRow] = []
+    header: tuple[str, ...] | None = None
+    header_decided = has_header is not None
+    last_line = 0
+    while True:
+        start = last_line + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            last_line = reader.line_num
+            rows.append(
+                PairRow(
+                    row=len(rows) + 1,
+                    line=start,
+                    file_a="",
+                    file_b="",
+                    error_code=_MALFORMED,
+                    error_message=f"line {start}: cannot parse: {err}",
+                )
+            )
+            continue
+        last_line = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue  # blank line (or only separators)
+        if not header_decided:
+            header_decided = True
+            if _is_header(cells, is_file):
+                header = tuple(_printable(cell.strip()) for cell in cells)
+                continue
+        elif has_header and header is None:
+            header = tuple(_printable(cell.strip()) for cell in cells)
+            continue
+        if max_rows is not None and len(rows) >= max_rows:
+            raise CsvFormatError(
+                f"{PAIRS_FILE_NAME}: more than {max_rows} rows (the limit)", details={"max_rows": max_rows}
+            )
+        rows.append(_make_row(len(rows) + 1, start, cells, delimiter))
+    return PairsTable(rows=tuple(rows), header=header, delimiter=delimiter, encoding=encoding)
+
+
+def _make_row(number: int, line: int, cells: list[str], delimiter: str) -> PairRow:
+    bad_bytes = _has_bad_bytes(cells)
+    clean = [_printable(cell) for cell in cells]
+    file_a = clean[0].strip() if clean else ""
+    file_b = clean[1].strip() if len(clean) > 1 else ""
+    extra = tuple(clean[2:])
+    message: str | None = None
+    if bad_bytes:
+        message = f"line {line}: not valid UTF-8 (save the file as UTF-8)"
+    elif len(clean) < 2:
+        shown = {"\t": "tab", ";": "semicolon", ",": "comma"}[delimiter]
+        message = f"line {line}: expected two file names separated by a {shown}, found one column"
+    elif not file_a or not file_b:
+        column = 1 if not file_a else 2
+        message = f"line {line}: empty file name in column {column}"
+    elif "\0" in file_a or "\0" in file_b:
+        message = f"line {line}: NUL character in a file name"
+    if message is not None:
+        return PairRow(number, line, file_a, file_b, extra, error_code=_MALFORMED, error_message=message)
+    return PairRow(number, line, file_a, file_b, extra)
+
+
+def find_pairs_file(names: Iterable[str]) -> str:
+    """The one ``pairs.csv`` (any depth, any letter case) among a dataset's file names.
+
+    macOS resource forks (``__MACOSX/…``) are ignored.
+
+    Raises:
+        PairsFileError: none, or more than one.
+
+    Example:
+        >>> find_pairs_file(["x/a.jpg", "x/Pairs.CSV"])
+        'x/Pairs.CSV'
+    """
+    found = sorted(
+        name
+        for name in names
+        if posixpath.basename(name).lower() == PAIRS_FILE_NAME and not name.startswith("__MACOSX/")
+    )
+    if not found:
+        raise PairsFileError(f"no {PAIRS_FILE_NAME} in the dataset", details={"found": []})
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+        raise PairsFileError(
+            f"{len(found)} {PAIRS_FILE_NAME} files in the dataset ({shown}); it must hold exactly one",
+            details={"found": found},
+        )
+    return found[0]
+
+
+def _normalize_reference(name: str) -> str | None:
+    """A name from the CSV as a dataset-relative POSIX path, or None if it leaves the dataset."""
+    path = name.strip().replace("\\", "/")
+    if not path or path.startswith("/"):
+        return None
+    normalized = posixpath.normpath(path)
+    if normalized == ".." or normalized.startswith("../"):
+        return None
+    return normalized
+
+
+class NameResolver:
+    """Maps the names written in ``pairs.csv`` to dataset members.
+
+    Order: the exact path relative to the folder holding ``pairs.csv``, then relative to the dataset root,
+    then the unique member whose path ends with the name (for a bare name: the unique basename match).
+    Several candidates at that last step is :class:`~faceprint.errors.AmbiguousFileError`; none is
+    :class:`~faceprint.errors.MissingFileError`; a member refused as unsafe raises its own error.
+
+    Example:
+        >>> resolver = NameResolver(["data/a.jpg", "data/x/b.jpg", "data/y/b.jpg"], base_dir="data")
+        >>> resolver.resolve("a.jpg"), resolver.resolve("x/b.jpg")
+        ('data/a.jpg', 'data/x/b.jpg')
+        >>> try:
+        ...     resolver.resolve("b.jpg")
+        ... except AmbiguousFileError as err:
+        ...     err.code
+        'ambiguous_file'
+    """
+
+    def __init__(
+        self,
+        names: Iterable[str],
+        *,
+        base_dir: str = "",
+        rejected: Mapping[str, FaceprintError] | None = None,
+    ) -> None:
+        self._names = frozenset(names)
+        self._base_dir = base_dir.strip("/")
+        self._rejected = dict(rejected) if rejected is not None else {}
+        self._by_basename: dict[str, list[str]] = {}
+        for name in sorted(self._names):
+            self._by_basename.setdefault(posixpath.basename(name), []).append(name)
+        self._rejected_by_basename: dict[str, str] = {}
+        for name in sorted(self._rejected):
+            self._rejected_by_basename.setdefault(posixpath.basename(name), name)
+
+    def exists(self, name: str) -> bool:
+        """Whether ``name`` resolves to a member (used to tell a header row from a data row)."""
+        try:
+            self.resolve(name)
+        except InputError:
+            return False
+        return True
+
+    def resolve(self, name: str) -> str:
+        """The member name for ``name`` as written in the CSV.
+
+        Raises:
+            MissingFileError: no member matches (or the name points outside the dataset).
+            AmbiguousFileError: several members match by path suffix / basename.
+            UnsafeArchiveMemberError: the matching entry was refused when the dataset was opened.
+        """
+        details = {"name": name}
+        reference = _normalize_reference(name)
+        if reference is None:
+            raise MissingFileError(f"{name}: not a path inside the dataset", details=details)
+        exact = [posixpath.join(self._base_dir, reference), reference] if self._base_dir else [reference]
+        for candidate in exact:
+            if candidate in self._rejected:
+                raise self._rejected[candidate]
+            if candidate in self._names:
+                return candidate
+        basename = posixpath.basename(reference)
+        candidates = self._by_basename.get(basename, [])
+        if "/" in reference:
+            by_suffix = [c for c in candidates if c.endswith("/" + reference)]
+            if by_suffix:
+                candidates = by_suffix
+        if len(candidates) == 1:
+            return candidates[0]
+        if len(candidates) > 1:
+            shown = ", ".join(candidates[:3]) + (", …" if len(candidates) > 3 else "")
+            raise AmbiguousFileError(
+                f"{name}: {len(candidates)} files in the dataset have this name ({shown}); "
+                "write its path relative to the dataset",
+                details={"name": name, "candidates": candidates},
+            )
+        if basename in self._rejected_by_basename:
+            raise self._rejected[self._rejected_by_basename[basename]]
+        raise MissingFileError(f"{name}: no such file in the dataset", details=details)

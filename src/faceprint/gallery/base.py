@@ -1,0 +1,318 @@
+"""The Gallery protocol and the value types of identification.
+
+A *gallery* holds persons, each with one or more *templates* (enrolled faceprints) of ONE embedding
+contract. Searching a gallery compares a probe faceprint with every template; a person's similarity is
+the maximum over their templates.
+
+Example:
+    >>> hit = SearchHit(person_id="p-1", name="Jane Doe", similarity=0.93, distance=0.374)
+    >>> result = IdentifyResult(matches=(hit,), best=hit, min_similarity=0.88)
+    >>> (result.is_unknown, result.best.name)
+    (False, 'Jane Doe')
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from faceprint.errors import ContractMismatchError, FaceprintError, InputError, UsageError
+from faceprint.types import Faceprint
+
+UNKNOWN_ID_PREFIX = "unknown-"
+"""Person ids of persistent unknowns (see :func:`faceprint.cluster.index_unknowns`) start with this."""
+
+
+def new_person_id(*, is_unknown: bool = False) -> str:
+    """A fresh stable person id: ``p-<12 hex>``, or ``unknown-<12 hex>`` for a persistent unknown.
+
+    Example:
+        >>> new_person_id(is_unknown=True).startswith(UNKNOWN_ID_PREFIX)
+        True
+    """
+    return (UNKNOWN_ID_PREFIX if is_unknown else "p-") + uuid.uuid4().hex[:12]
+
+
+class PersonNotFoundError(InputError):
+    """No person with that id (or name) in the gallery."""
+
+    code = "person_not_found"
+    http_status = 404
+
+
+class AmbiguousPersonError(UsageError):
+    """A name given where an id is expected matches several persons."""
+
+    code = "ambiguous_person"
+
+
+class TemplateNotFoundError(InputError):
+    """No template with that id, or it belongs to another person."""
+
+    code = "template_not_found"
+    http_status = 404
+
+
+class GalleryNotFoundError(InputError):
+    """The gallery file does not exist (and creation was not asked for)."""
+
+    code = "gallery_not_found"
+    http_status = 404
+
+
+class GalleryExistsError(UsageError):
+    """Creating a gallery where one already exists."""
+
+    code = "gallery_exists"
+
+
+class GalleryFormatError(InputError):
+    """A gallery file or export that cannot be read (wrong format, newer schema, corrupt rows)."""
+
+    code = "gallery_format"
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One identity in a gallery.
+
+    ``is_unknown`` marks a persistent unknown: a face cluster stored so that later runs recognise it,
+    not yet given a real name. Renaming it makes it known.
+    """
+
+    person_id: str
+    name: str
+    template_count: int
+    is_unknown: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "person_id": self.person_id,
+            "name": self.name,
+            "template_count": self.template_count,
+            "is_unknown": self.is_unknown,
+        }
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Template:
+    """One enrolled faceprint of a person, with where it came from."""
+
+    template_id: int
+    person_id: str
+    faceprint: Faceprint
+    source: str | None = None
+    """Free text, e.g. the image path it was enrolled from."""
+    created_at: str | None = None
+    """ISO 8601 UTC."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "template_id": self.template_id,
+            "person_id": self.person_id,
+            "source": self.source,
+            "created_at": self.created_at,
+            "model_id": self.faceprint.model_id,
+            "contract_id": self.faceprint.contract_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A candidate person for a probe faceprint."""
+
+    person_id: str
+    name: str
+    similarity: float
+    """Max cosine similarity over the person's templates; higher = more alike."""
+    distance: float
+    """``sqrt(2 - 2 * similarity)``, Euclidean distance of unit vectors; lower = more alike."""
+    probability: float | None = None
+    """P(same person) from a caller-supplied calibration, or None when none was given."""
+    is_unknown: bool = False
+    """The person is a persistent unknown (see :class:`Person`)."""
+    gallery: str = ""
+    """Name of the gallery the person lives in (searches may span several)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "person_id": self.person_id,
+            "name": self.name,
+            "similarity": round(self.similarity, 6),
+            "distance": round(self.distance, 6),
+            "probability": None if self.probability is None else round(self.probability, 6),
+            "is_unknown": self.is_unknown,
+            "gallery": self.gallery,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IdentifyResult:
+    """The answer of a search for one probe: the top-k candidates and the accepted one, if any."""
+
+    matches: tuple[SearchHit, ...]
+    """Top-k persons, best first, whether or not they pass the cut-off."""
+    best: SearchHit | None
+    """``matches[0]`` when it passes the cut-off, else None (the probe is unknown)."""
+    min_similarity: float
+    """The cut-off used (a ``max_distance`` is converted to this)."""
+
+    @property
+    def is_unknown(self) -> bool:
+        return self.best is None
+
+    @property
+    def top(self) -> SearchHit | None:
+        """The most similar person even when below the cut-off (None for an empty gallery)."""
+        return self.matches[0] if self.matches else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "best": None if self.best is None else self.best.to_dict(),
+            "matches": [hit.to_dict() for hit in self.matches],
+            "min_similarity": self.min_similarity,
+        }
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GallerySnapshot:
+    """A consistent read of a gallery's templates, ready for indexing.
+
+    Rows of ``vectors`` are the raw template vectors, grouped by person: ``person_rows[i]`` is the index
+    into ``persons`` of row i.
+    """
+
+    name: str
+    contract_id: str | None
+    persons: tuple[Person, ...]
+    vectors: npt.NDArray[np.float32]
+    person_rows: npt.NDArray[np.int64]
+    revision: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or self.person_rows.shape != (self.vectors.shape[0],):
+            raise ValueError(
+                f"vectors must be (n, d) and person_rows (n,), got {self.vectors.shape} and {self.person_rows.shape}"
+            )
+        # Snapshots are cached and shared between searches: nobody may change them in place.
+        self.vectors.setflags(write=False)
+        self.person_rows.setflags(write=False)
+
+    @property
+    def template_count(self) -> int:
+        return int(self.vectors.shape[0])
+
+
+@runtime_checkable
+class Gallery(Protocol):
+    """A store of persons and their templates for one embedding contract.
+
+    Implementations: :class:`faceprint.gallery.sqlite.SqliteGallery` (default, embedded). A server-side
+    engine (e.g. PostgreSQL + pgvector) implements the same methods.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def contract_id(self) -> str | None:
+        """The embedding contract of every template, or None while the gallery is empty and unbound."""
+        ...
+
+    def persons(self) -> list[Person]: ...
+
+    def get_person(self, person_id: str) -> Person: ...
+
+    def find_persons(self, name: str) -> list[Person]: ...
+
+    def templates(self, person_id: str | None = None) -> list[Template]: ...
+
+    def template_count(self) -> int: ...
+
+    def add_person(self, name: str, *, person_id: str | None = None, is_unknown: bool = False) -> Person: ...
+
+    def enroll(
+        self, person_id: str, faceprints: Sequence[Faceprint], *, sources: Sequence[str | None] | None = None
+    ) -> list[int]: ...
+
+    def remove_person(self, person_id: str) -> None: ...
+
+    def remove_template(self, template_id: int) -> None: ...
+
+    def rename_person(self, person_id: str, name: str) -> Person: ...
+
+    def merge_persons(self, into_id: str, from_ids: Sequence[str]) -> Person: ...
+
+    def split_person(
+        self, person_id: str, template_ids: Sequence[int], *, name: str, is_unknown: bool = False
+    ) -> Person: ...
+
+    def snapshot(self) -> GallerySnapshot: ...
+
+
+def check_same_contract(contract_ids: Sequence[tuple[str, str | None]]) -> str | None:
+    """The one contract shared by named galleries or probes, ignoring unbound (None) ones.
+
+    Raises:
+        ContractMismatchError: two of them differ.
+
+    Example:
+        >>> check_same_contract([("a", "m:1"), ("b", None), ("c", "m:1")])
+        'm:1'
+    """
+    found: tuple[str, str] | None = None
+    for label, contract_id in contract_ids:
+        if contract_id is None:
+            continue
+        if found is None:
+            found = (label, contract_id)
+        elif contract_id != found[1]:
+            raise ContractMismatchError(
+                f"{label} uses embedding contract {contract_id!r} but {found[0]} uses {found[1]!r}; "
+                "faceprints of different contracts cannot be compared",
+                details={found[0]: found[1], label: contract_id},
+            )
+    return None if found is None else found[1]
+
+
+class GalleryBusyError(FaceprintError):
+    """Another process held the gallery's write lock for longer than the busy timeout."""
+
+    code = "gallery_busy"
+    http_status = 503
+
+
+def resolve_person(gallery: Gallery, ref: str) -> Person:
+    """The person a user means by ``ref``: an exact person id, else a unique name (exact, then case-insensitive).
+
+    Raises:
+        PersonNotFoundError: nothing matches.
+        AmbiguousPersonError: several persons carry that name (use the id).
+
+    Example:
+        >>> resolve_person(gallery, "Jane Doe").person_id  # doctest: +SKIP
+        'p-3f9a2c1b7d4e'
+    """
+    try:
+        return gallery.get_person(ref)
+    except PersonNotFoundError:
+        pass
+    found = gallery.find_persons(ref)
+    if not found:
+        wanted = ref.casefold()
+        found = [person for person in gallery.persons() if person.name.casefold() == wanted]
+    if not found:
+        raise PersonNotFoundError(f"no person {ref!r} in gallery {gallery.name!r}", details={"person": ref})
+    if len(found) > 1:
+        ids = ", ".join(person.person_id for person in found)
+        raise AmbiguousPersonError(
+            f"{len(found)} persons are named {ref!r} in gallery {gallery.name!r}; use an id: {ids}",
+            details={"person": ref, "person_ids": [person.person_id for person in found]},
+        )
+    return found[0]

@@ -1,0 +1,274 @@
+"""Search probes against one or several galleries at once.
+
+All galleries (and the probes) must share one embedding contract. Each probe gets its top-k persons
+(a person's similarity = max over their templates) and is *unknown* when the best one falls below the
+cut-off. The cut-off is ``min_similarity`` or ``max_distance`` (never both); with neither, the model's
+default operating threshold is used.
+
+Example:
+    >>> import numpy as np, pathlib, tempfile
+    >>> from faceprint.gallery.sqlite import SqliteGallery
+    >>> from faceprint.types import Faceprint
+    >>> fp = Faceprint(np.array([1, 0], np.float32), model_id="m", contract_id="m:1", package_version="0")
+    >>> gallery = SqliteGallery.create(pathlib.Path(tempfile.mkdtemp()) / "g.sqlite")
+    >>> _ = gallery.enroll(gallery.add_person("Jane").person_id, [fp])
+    >>> [r.best.name for r in search([fp], [gallery], min_similarity=0.9)]
+    ['Jane']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from faceprint.compare import distance_from_similarity
+from faceprint.errors import ContractMismatchError, UsageError
+from faceprint.gallery.base import (
+    Gallery,
+    GallerySnapshot,
+    IdentifyResult,
+    Person,
+    SearchHit,
+    check_same_contract,
+)
+from faceprint.gallery.index import FAISS_MIN_TEMPLATES, IndexBackend, PersonIndex
+from faceprint.types import Faceprint
+
+ProbabilityFn = Callable[[float], float]
+"""Maps a similarity to a calibrated P(same person); supplied by the caller (see faceprint.compare)."""
+
+
+def catalog_min_similarity(model_id: str | None) -> float | None:
+    """The built-in operating threshold of a model (as a min similarity), or None when it has none.
+
+    Example:
+        >>> catalog_min_similarity("dlib-resnet-v1")
+        0.88
+    """
+    if model_id is None:
+        return None
+    from faceprint.models.catalog import builtin_specs
+
+    spec = builtin_specs().get(model_id)
+    return None if spec is None else spec.default_threshold
+
+
+def resolve_min_similarity(
+    *,
+    min_similarity: float | None,
+    max_distance: float | None,
+    model_id: str | None,
+    default_min_similarity: float | None = None,
+) -> float:
+    """One cut-off as a min similarity: from exactly one of the two forms, else ``default_min_similarity``
+    (e.g. a pipeline's calibrated threshold), else the catalog default of ``model_id``.
+
+    Raises:
+        UsageError: both given, a value out of range, or no cut-off at all.
+
+    Example:
+        >>> round(resolve_min_similarity(min_similarity=None, max_distance=0.5, model_id=None), 3)
+        0.875
+    """
+    if min_similarity is not None and max_distance is not None:
+        raise UsageError("give min_similarity or max_distance, not both (they are the same cut-off)")
+    if min_similarity is not None:
+        if not -1.0 <= min_similarity <= 1.0:
+            raise UsageError(f"min_similarity must lie in [-1, 1], got {min_similarity}")
+        return float(min_similarity)
+    if max_distance is not None:
+        if not 0.0 <= max_distance <= 2.0:
+            raise UsageError(f"max_distance must lie in [0, 2], got {max_distance}")
+        return 1.0 - float(max_distance) ** 2 / 2.0
+    default = default_min_similarity if default_min_similarity is not None else catalog_min_similarity(model_id)
+    if default is None:
+        raise UsageError(
+            f"model {model_id!r} has no default threshold; pass min_similarity or max_distance",
+            details={"model_id": model_id},
+        )
+    return float(default)
+
+
+@dataclass(frozen=True, slots=True)
+class _PersonKey:
+    gallery: str
+    person: Person
+
+
+class MultiGalleryIndex:
+    """One index over the templates of several galleries; build once, search many probes.
+
+    Args:
+        galleries: galleries sharing one embedding contract (empty, unbound ones are allowed; no gallery at
+            all makes every probe unknown).
+        backend: ``"auto"`` (FAISS above ``faiss_min_templates`` when installed), ``"numpy"`` or ``"faiss"``.
+        faiss_min_templates: the automatic switch-over size.
+
+    Raises:
+        ContractMismatchError: two galleries hold different contracts.
+
+    Example:
+        >>> index = MultiGalleryIndex([staff, visitors])  # doctest: +SKIP
+        >>> index.search(probes, top_k=5, max_distance=0.45)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        galleries: Sequence[Gallery],
+        *,
+        backend: IndexBackend = "auto",
+        faiss_min_templates: int = FAISS_MIN_TEMPLATES,
+    ) -> None:
+        snapshots = [gallery.snapshot() for gallery in galleries]
+        names = [snapshot.name for snapshot in snapshots]
+        if len(set(names)) != len(names):
+            raise UsageError(f"galleries must have distinct names, got {names}")
+        self._contract_id = check_same_contract([(f"gallery {s.name!r}", s.contract_id) for s in snapshots])
+        self._model_id = self._contract_id.rsplit(":", 1)[0] if self._contract_id is not None else None
+        self._keys: list[_PersonKey] = []
+        vectors: list[np.ndarray] = []
+        rows: list[np.ndarray] = []
+        dims = {s.vectors.shape[1] for s in snapshots if s.template_count}
+        if len(dims) > 1:
+            raise ContractMismatchError(f"galleries hold templates of different dimensions: {sorted(dims)}")
+        for snapshot in snapshots:
+            offset = len(self._keys)
+            self._keys.extend(_PersonKey(snapshot.name, person) for person in snapshot.persons)
+            if snapshot.template_count:
+                vectors.append(snapshot.vectors)
+                rows.append(snapshot.person_rows + offset)
+        self._snapshots: tuple[GallerySnapshot, ...] = tuple(snapshots)
+        self._index = PersonIndex(
+            np.concatenate(vectors) if vectors else np.empty((0, 0), np.float32),
+            np.concatenate(rows) if rows else np.empty(0, np.int64),
+            backend=backend,
+            faiss_min_templates=faiss_min_templates,
+        )
+
+    @property
+    def contract_id(self) -> str | None:
+        """The shared contract, None when every gallery is empty and unbound."""
+        return self._contract_id
+
+    @property
+    def model_id(self) -> str | None:
+        """The model part of the contract id (``<model id>:<digest>``)."""
+        return self._model_id
+
+    @property
+    def backend(self) -> str:
+        return self._index.backend
+
+    @property
+    def template_count(self) -> int:
+        return self._index.template_count
+
+    @property
+    def person_count(self) -> int:
+        return len(self._keys)
+
+    @property
+    def gallery_names(self) -> tuple[str, ...]:
+        return tuple(snapshot.name for snapshot in self._snapshots)
+
+    def resolve_min_similarity(
+        self,
+        *,
+        min_similarity: float | None,
+        max_distance: float | None,
+        default_min_similarity: float | None = None,
+    ) -> float:
+        """The cut-off these galleries would use (see :func:`resolve_min_similarity`)."""
+        return resolve_min_similarity(
+            min_similarity=min_similarity,
+            max_distance=max_distance,
+            model_id=self._model_id,
+            default_min_similarity=default_min_similarity,
+        )
+
+    def search(
+        self,
+        faceprints: Sequence[Faceprint],
+        *,
+        top_k: int = 3,
+        min_similarity: float | None = None,
+        max_distance: float | None = None,
+        probability: ProbabilityFn | None = None,
+        default_min_similarity: float | None = None,
+    ) -> list[IdentifyResult]:
+        """Top-k persons and the accepted one (or unknown) for every probe, in order.
+
+        With neither ``min_similarity`` nor ``max_distance`` the cut-off is ``default_min_similarity``
+        (e.g. a pipeline's calibrated threshold), else the model's catalog default.
+
+        Raises:
+            ContractMismatchError: a probe's contract differs from the galleries'.
+            UsageError: ``top_k < 1``, both cut-offs given, or no cut-off available.
+        """
+        if top_k < 1:
+            raise UsageError(f"top_k must be at least 1, got {top_k}")
+        model_id = self._model_id
+        if model_id is None and faceprints:
+            model_id = faceprints[0].model_id
+        cutoff = resolve_min_similarity(
+            min_similarity=min_similarity,
+            max_distance=max_distance,
+            model_id=model_id,
+            default_min_similarity=default_min_similarity,
+        )
+        if not faceprints:
+            return []
+        check_same_contract(
+            [("the galleries", self._contract_id)] + [(f"probe {i}", fp.contract_id) for i, fp in enumerate(faceprints)]
+        )
+        queries = np.stack([fp.vector for fp in faceprints]).astype(np.float32)
+        found = self._index.search(queries, top_k=top_k)
+        results: list[IdentifyResult] = []
+        for hits in found:
+            matches = tuple(self._hit(person, similarity, probability) for person, similarity in hits)
+            best = matches[0] if matches and matches[0].similarity >= cutoff else None
+            results.append(IdentifyResult(matches=matches, best=best, min_similarity=cutoff))
+        return results
+
+    def _hit(self, person_number: int, similarity: float, probability: ProbabilityFn | None) -> SearchHit:
+        key = self._keys[person_number]
+        return SearchHit(
+            person_id=key.person.person_id,
+            name=key.person.name,
+            similarity=similarity,
+            distance=distance_from_similarity(similarity),
+            probability=None if probability is None else float(probability(similarity)),
+            is_unknown=key.person.is_unknown,
+            gallery=key.gallery,
+        )
+
+
+def search(
+    faceprints: Sequence[Faceprint],
+    galleries: Sequence[Gallery],
+    *,
+    top_k: int = 3,
+    min_similarity: float | None = None,
+    max_distance: float | None = None,
+    probability: ProbabilityFn | None = None,
+    default_min_similarity: float | None = None,
+    backend: IndexBackend = "auto",
+) -> list[IdentifyResult]:
+    """Search probes against several galleries (one-shot form of :class:`MultiGalleryIndex`).
+
+    Example:
+        >>> results = search(probes, [staff, visitors], top_k=5, max_distance=0.45)  # doctest: +SKIP
+        >>> [r.best.name if r.best else "unknown" for r in results]  # doctest: +SKIP
+        ['Jane Doe', 'unknown']
+    """
+    index = MultiGalleryIndex(galleries, backend=backend)
+    return index.search(
+        faceprints,
+        top_k=top_k,
+        min_similarity=min_similarity,
+        max_distance=max_distance,
+        probability=probability,
+        default_min_similarity=default_min_similarity,
+    )

@@ -1,0 +1,759 @@
+"""SqliteGallery: the default gallery, one SQLite file per gallery.
+
+The file is opened in WAL mode with a busy timeout, so any number of processes can search a gallery while
+one process enrols: readers see the last committed state and never block the writer. The schema is built
+by numbered migrations recorded in ``schema_version``; opening a gallery applies the missing ones, so it is
+idempotent and upgrades old files in place.
+
+A gallery holds ONE embedding contract: the first enrolment binds it (or ``contract_id=`` at creation)
+and faceprints of any other contract are refused with :class:`~faceprint.errors.ContractMismatchError`.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from faceprint.types import Faceprint
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "team.sqlite"
+    >>> with SqliteGallery.create(path) as gallery:
+    ...     jane = gallery.add_person("Jane Doe")
+    ...     fp = Faceprint(np.ones(4, np.float32), model_id="m", contract_id="m:1", package_version="0")
+    ...     _ = gallery.enroll(jane.person_id, [fp])
+    ...     (gallery.contract_id, gallery.get_person(jane.person_id).template_count)
+    ('m:1', 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from faceprint.errors import ContractMismatchError, UsageError
+from faceprint.gallery.base import (
+    GalleryBusyError,
+    GalleryExistsError,
+    GalleryFormatError,
+    GalleryNotFoundError,
+    GallerySnapshot,
+    Person,
+    PersonNotFoundError,
+    Template,
+    TemplateNotFoundError,
+    new_person_id,
+)
+from faceprint.types import Faceprint
+
+EXPORT_FORMAT = "faceprint-gallery/1"
+"""First-line ``format`` of the JSONL export (see :meth:`SqliteGallery.export_jsonl`)."""
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            """CREATE TABLE persons (
+                person_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                is_unknown INTEGER NOT NULL DEFAULT 0 CHECK (is_unknown IN (0, 1)),
+                created_at TEXT NOT NULL,
+                updated_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE templates (
+                template_id INTEGER PRIMARY KEY AUTOINCREMENT,
+                person_id TEXT NOT NULL REFERENCES persons(person_id) ON DELETE CASCADE,
+                dim INTEGER NOT NULL,
+                vector BLOB NOT NULL,
+                model_id TEXT NOT NULL,
+                package_version TEXT NOT NULL,
+                model_options TEXT NOT NULL DEFAULT '{}',
+                source TEXT,
+                created_at TEXT NOT NULL
+            )""",
+            "CREATE INDEX templates_by_person ON templates(person_id, template_id)",
+        ),
+    ),
+    (2, ("CREATE INDEX persons_by_name ON persons(name)",)),
+)
+"""Numbered schema steps; append only, never edit an applied one."""
+
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_MAX_TEXT = 256
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _clean_text(value: str, what: str) -> str:
+    text = value.strip()
+    if not text or len(text) > _MAX_TEXT or any(ord(c) < 32 for c in text):
+        raise UsageError(f"{what} must be 1-{_MAX_TEXT} printable characters, got {value!r}")
+    return text
+
+
+def _vector_blob(faceprint: Faceprint) -> bytes:
+    return faceprint.vector.astype("<f4", copy=False).tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What :meth:`SqliteGallery.import_jsonl` did."""
+
+    persons_added: int
+    templates_added: int
+    templates_skipped: int
+    """Templates already present (same person, identical vector): re-importing a file adds nothing."""
+
+
+class SqliteGallery:
+    """A gallery in one SQLite file (WAL, busy timeout, numbered migrations).
+
+    Use :meth:`create` or :meth:`open` rather than the constructor, and close it (or use ``with``).
+    One object may be shared by threads: it serialises its own use of the connection.
+
+    Args:
+        path: the ``.sqlite`` file.
+        create: create the file if missing (else :class:`GalleryNotFoundError`).
+        contract_id: bind a new (or still empty) gallery to this contract.
+        name: display name; defaults to the file stem.
+        busy_timeout_s: how long a write waits for another process's write lock.
+
+    Example:
+        >>> gallery = SqliteGallery.open("team.sqlite")  # doctest: +SKIP
+        >>> [p.name for p in gallery.persons()]  # doctest: +SKIP
+        ['Jane Doe']
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        contract_id: str | None = None,
+        name: str | None = None,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
+        self._path = Path(path)
+        self._name = name if name is not None else self._path.stem
+        self._lock = threading.RLock()
+        self._snapshot: GallerySnapshot | None = None
+        if not self._path.exists():
+            if not create:
+                raise GalleryNotFoundError(f"no gallery at {self._path}", details={"path": str(self._path)})
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(
+                self._path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as err:
+            raise GalleryFormatError(f"cannot open gallery {self._path}: {err}") from err
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commit.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+            if contract_id is not None:
+                self._bind_contract(contract_id)
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            raise GalleryFormatError(f"{self._path} is not a faceprint gallery: {err}") from err
+        except BaseException:
+            self._conn.close()
+            raise
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        contract_id: str | None = None,
+        name: str | None = None,
+        busy_timeout_s: float = 30.0,
+    ) -> SqliteGallery:
+        """Create a new gallery file; refuses to touch an existing one."""
+        if Path(path).exists():
+            raise GalleryExistsError(f"a gallery already exists at {path}", details={"path": str(path)})
+        return cls(path, create=True, contract_id=contract_id, name=name, busy_timeout_s=busy_timeout_s)
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, name: str | None = None, busy_timeout_s: float = 30.0
+    ) -> SqliteGallery:
+        """Open an existing gallery file (applying pending migrations)."""
+        return cls(path, create=False, name=name, busy_timeout_s=busy_timeout_s)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteGallery:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteGallery({str(self._path)!r}, name={self._name!r})"
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    # --- transactions -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every SELECT inside sees the same committed state."""
+        with self._lock:
+            self._begin("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taking the write lock up front so it cannot deadlock on upgrade."""
+        with self._lock:
+            self._begin("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                # The revision lets every process see cheaply that its cached snapshot is stale.
+                self._conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('revision', '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def _begin(self, statement: str) -> None:
+        try:
+            self._conn.execute(statement)
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise GalleryBusyError(f"gallery {self._name!r} is busy (another process is writing): {err}") from err
+            raise
+
+    def _migrate(self) -> None:
+        with self._lock:
+            self._begin("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+                )
+                (current,) = self._conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+                if current > SCHEMA_VERSION:
+                    raise GalleryFormatError(
+                        f"gallery {self._path} has schema version {current}, newer than this faceprint "
+                        f"understands ({SCHEMA_VERSION}); upgrade faceprint",
+                        details={"schema_version": current, "supported": SCHEMA_VERSION},
+                    )
+                if current == 0:
+                    others = self._conn.execute(
+                        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' "
+                        "AND name NOT IN ('schema_version', 'sqlite_sequence')"
+                    ).fetchone()[0]
+                    if others:
+                        raise GalleryFormatError(f"{self._path} is an SQLite file but not a faceprint gallery")
+                for version, statements in MIGRATIONS:
+                    if version <= current:
+                        continue
+                    for statement in statements:
+                        self._conn.execute(statement)
+                    self._conn.execute(
+                        "INSERT INTO schema_version(version, applied_at) VALUES (?, ?)", (version, _now())
+                    )
+                    if version == 1:
+                        self._conn.executemany(
+                            "INSERT INTO meta(key, value) VALUES (?, ?)",
+                            [("created_at", _now()), ("gallery_id", uuid.uuid4().hex), ("revision", "0")],
+                        )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        """The highest applied migration."""
+        with self._read() as conn:
+            return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
+
+    # --- contract -----------------------------------------------------------------------------------------
+
+    def _meta(self, conn: sqlite3.Connection, key: str) -> str | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    @property
+    def contract_id(self) -> str | None:
+        with self._read() as conn:
+            return self._meta(conn, "contract_id")
+
+    @property
+    def model_id(self) -> str | None:
+        with self._read() as conn:
+            return self._meta(conn, "model_id")
+
+    def _bind_contract(self, contract_id: str, model_id: str | None = None, dim: int | None = None) -> None:
+        with self._write() as conn:
+            self._check_or_bind(conn, contract_id, model_id, dim)
+
+    def _check_or_bind(self, conn: sqlite3.Connection, contract_id: str, model_id: str | None, dim: int | None) -> None:
+        bound = self._meta(conn, "contract_id")
+        if bound is None:
+            conn.execute("INSERT INTO meta(key, value) VALUES ('contract_id', ?)", (contract_id,))
+            bound = contract_id
+        if bound != contract_id:
+            raise ContractMismatchError(
+                f"gallery {self._name!r} holds faceprints of contract {bound!r}, not {contract_id!r}; "
+                "use a gallery made with the same model",
+                details={"gallery": bound, "faceprint": contract_id},
+            )
+        if model_id is not None and self._meta(conn, "model_id") is None:
+            conn.execute("INSERT INTO meta(key, value) VALUES ('model_id', ?)", (model_id,))
+        if dim is not None:
+            bound_dim = self._meta(conn, "dim")
+            if bound_dim is None:
+                conn.execute("INSERT INTO meta(key, value) VALUES ('dim', ?)", (str(dim),))
+            elif int(bound_dim) != dim:
+                raise ContractMismatchError(
+                    f"gallery {self._name!r} holds {bound_dim}-d templates, not {dim}-d",
+                    details={"gallery_dim": int(bound_dim), "faceprint_dim": dim},
+                )
+
+    def revision(self) -> int:
+        """A counter bumped by every committed write, from any process."""
+        with self._read() as conn:
+            value = self._meta(conn, "revision")
+            return 0 if value is None else int(value)
+
+    # --- persons ------------------------------------------------------------------------------------------
+
+    _PERSON_SELECT = (
+        "SELECT p.person_id, p.name, p.is_unknown, "
+        "(SELECT COUNT(*) FROM templates t WHERE t.person_id = p.person_id) FROM persons p"
+    )
+
+    @staticmethod
+    def _person(row: tuple[Any, ...]) -> Person:
+        return Person(person_id=str(row[0]), name=str(row[1]), is_unknown=bool(row[2]), template_count=int(row[3]))
+
+    def _get_person(self, conn: sqlite3.Connection, person_id: str) -> Person:
+        row = conn.execute(self._PERSON_SELECT + " WHERE p.person_id = ?", (person_id,)).fetchone()
+        if row is None:
+            raise PersonNotFoundError(
+                f"no person with id {person_id!r} in gallery {self._name!r}", details={"person_id": person_id}
+            )
+        return self._person(row)
+
+    def persons(self) -> list[Person]:
+        """Every person, by name then id."""
+        with self._read() as conn:
+            rows = conn.execute(self._PERSON_SELECT + " ORDER BY p.name, p.person_id").fetchall()
+        return [self._person(row) for row in rows]
+
+    def get_person(self, person_id: str) -> Person:
+        with self._read() as conn:
+            return self._get_person(conn, person_id)
+
+    def find_persons(self, name: str) -> list[Person]:
+        """Persons whose name is exactly ``name`` (names need not be unique)."""
+        with self._read() as conn:
+            rows = conn.execute(self._PERSON_SELECT + " WHERE p.name = ? ORDER BY p.person_id", (name,)).fetchall()
+        return [self._person(row) for row in rows]
+
+    def add_person(self, name: str, *, person_id: str | None = None, is_unknown: bool = False) -> Person:
+        """Add a person without templates (enrol them with :meth:`enroll`)."""
+        with self._write() as conn:
+            return self._add_person(conn, name, person_id=person_id, is_unknown=is_unknown)
+
+    def _add_person(self, conn: sqlite3.Connection, name: str, *, person_id: str | None, is_unknown: bool) -> Person:
+        name = _clean_text(name, "a person's name")
+        person_id = new_person_id(is_unknown=is_unknown) if person_id is None else _clean_text(person_id, "a person id")
+        if conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone() is not None:
+            raise UsageError(f"gallery {self._name!r} already has a person with id {person_id!r}")
+        now = _now()
+        conn.execute(
+            "INSERT INTO persons(person_id, name, is_unknown, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (person_id, name, int(is_unknown), now, now),
+        )
+        return Person(person_id=person_id, name=name, template_count=0, is_unknown=is_unknown)
+
+    def remove_person(self, person_id: str) -> None:
+        """Remove a person and all their templates."""
+        with self._write() as conn:
+            self._get_person(conn, person_id)
+            conn.execute("DELETE FROM persons WHERE person_id = ?", (person_id,))
+
+    def rename_person(self, person_id: str, name: str) -> Person:
+        """Give a person a new name; a persistent unknown becomes known (keeping its id)."""
+        with self._write() as conn:
+            self._get_person(conn, person_id)
+            conn.execute(
+                "UPDATE persons SET name = ?, is_unknown = 0, updated_at = ? WHERE person_id = ?",
+                (_clean_text(name, "a person's name"), _now(), person_id),
+            )
+            return self._get_person(conn, person_id)
+
+    def merge_persons(self, into_id: str, from_ids: Sequence[str]) -> Person:
+        """Move every template of ``from_ids`` to ``into_id`` and remove those persons.
+
+        The merged person keeps ``into_id``'s id and name; it is known if any merged person was known
+        (a name given to one cluster of a person names all of them).
+        """
+        sources = list(dict.fromkeys(from_ids))
+        if into_id in sources:
+            raise UsageError(f"cannot merge person {into_id!r} into itself")
+        if not sources:
+            raise UsageError("merge needs at least one person to merge in")
+        with self._write() as conn:
+            target = self._get_person(conn, into_id)
+            merged = [self._get_person(conn, person_id) for person_id in sources]
+            now = _now()
+            for person in merged:
+                conn.execute("UPDATE templates SET person_id = ? WHERE person_id = ?", (into_id, person.person_id))
+                conn.execute("DELETE FROM persons WHERE person_id = ?", (person.person_id,))
+            if target.is_unknown:
+                known = next((person for person in merged if not person.is_unknown), None)
+                if known is not None:
+                    conn.execute(
+                        "UPDATE persons SET name = ?, is_unknown = 0, updated_at = ? WHERE person_id = ?",
+                        (known.name, now, into_id),
+                    )
+            conn.execute("UPDATE persons SET updated_at = ? WHERE person_id = ?", (now, into_id))
+            return self._get_person(conn, into_id)
+
+    def split_person(
+        self,
+        person_id: str,
+        template_ids: Sequence[int],
+        *,
+        name: str,
+        is_unknown: bool = False,
+        new_person_id: str | None = None,
+    ) -> Person:
+        """Move some of a person's templates to a new person (e.g. a cluster that mixed two people)."""
+        wanted = sorted(set(int(t) for t in template_ids))
+        if not wanted:
+            raise UsageError("split needs at least one template id")
+        with self._write() as conn:
+            self._get_person(conn, person_id)
+            owned = {
+                int(row[0])
+                for row in conn.execute("SELECT template_id FROM templates WHERE person_id = ?", (person_id,))
+            }
+            missing = [t for t in wanted if t not in owned]
+            if missing:
+                raise TemplateNotFoundError(
+                    f"person {person_id!r} has no template(s) {missing}",
+                    details={"person_id": person_id, "template_ids": missing},
+                )
+            new = self._add_person(conn, name, person_id=new_person_id, is_unknown=is_unknown)
+            conn.executemany(
+                "UPDATE templates SET person_id = ? WHERE template_id = ?", [(new.person_id, t) for t in wanted]
+            )
+            return self._get_person(conn, new.person_id)
+
+    # --- templates ----------------------------------------------------------------------------------------
+
+    def enroll(
+        self, person_id: str, faceprints: Sequence[Faceprint], *, sources: Sequence[str | None] | None = None
+    ) -> list[int]:
+        """Add templates to a person; returns their template ids.
+
+        Raises:
+            ContractMismatchError: a faceprint's contract (or dimension) differs from the gallery's.
+            PersonNotFoundError: no such person.
+        """
+        if sources is not None and len(sources) != len(faceprints):
+            raise UsageError(f"{len(faceprints)} faceprints but {len(sources)} sources")
+        if not faceprints:
+            return []
+        with self._write() as conn:
+            self._get_person(conn, person_id)
+            return self._insert_templates(
+                conn,
+                person_id,
+                faceprints,
+                sources if sources is not None else [None] * len(faceprints),
+                [None] * len(faceprints),
+            )
+
+    def _insert_templates(
+        self,
+        conn: sqlite3.Connection,
+        person_id: str,
+        faceprints: Sequence[Faceprint],
+        sources: Sequence[str | None],
+        created: Sequence[str | None],
+    ) -> list[int]:
+        ids: list[int] = []
+        now = _now()
+        for faceprint, source, created_at in zip(faceprints, sources, created, strict=True):
+            self._check_or_bind(conn, faceprint.contract_id, faceprint.model_id, faceprint.dim)
+            cursor = conn.execute(
+                "INSERT INTO templates(person_id, dim, vector, model_id, package_version, model_options, source, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    person_id,
+                    faceprint.dim,
+                    _vector_blob(faceprint),
+                    faceprint.model_id,
+                    faceprint.package_version,
+                    json.dumps(dict(faceprint.model_options), sort_keys=True),
+                    source,
+                    now if created_at is None else created_at,
+                ),
+            )
+            ids.append(int(cursor.lastrowid or 0))
+        return ids
+
+    def remove_template(self, template_id: int) -> None:
+        with self._write() as conn:
+            cursor = conn.execute("DELETE FROM templates WHERE template_id = ?", (int(template_id),))
+            if cursor.rowcount == 0:
+                raise TemplateNotFoundError(
+                    f"no template {template_id} in gallery {self._name!r}", details={"template_id": template_id}
+                )
+
+    def templates(self, person_id: str | None = None) -> list[Template]:
+        """Templates of one person (or all), oldest first."""
+        with self._read() as conn:
+            contract_id = self._meta(conn, "contract_id")
+            if person_id is not None:
+                self._get_person(conn, person_id)
+                rows = conn.execute(
+                    "SELECT template_id, person_id, vector, model_id, package_version, model_options, source, "
+                    "created_at FROM templates WHERE person_id = ? ORDER BY template_id",
+                    (person_id,),
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT template_id, person_id, vector, model_id, package_version, model_options, source, "
+                    "created_at FROM templates ORDER BY template_id"
+                ).fetchall()
+        return [
+            Template(
+                template_id=int(row[0]),
+                person_id=str(row[1]),
+                faceprint=Faceprint(
+                    vector=np.frombuffer(row[2], dtype="<f4").astype(np.float32),
+                    model_id=str(row[3]),
+                    contract_id=str(contract_id),
+                    package_version=str(row[4]),
+                    model_options=json.loads(row[5]),
+                ),
+                source=row[6],
+                created_at=row[7],
+            )
+            for row in rows
+        ]
+
+    def template_count(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM templates").fetchone()[0])
+
+    def snapshot(self) -> GallerySnapshot:
+        """All templates as one matrix, read in one transaction; cached until any process writes."""
+        with self._read() as conn:
+            revision_text = self._meta(conn, "revision")
+            revision = 0 if revision_text is None else int(revision_text)
+            cached = self._snapshot
+            if cached is not None and cached.revision == revision:
+                return cached
+            contract_id = self._meta(conn, "contract_id")
+            dim_text = self._meta(conn, "dim")
+            persons = [
+                self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id").fetchall()
+            ]
+            rows = conn.execute("SELECT person_id, vector FROM templates ORDER BY person_id, template_id").fetchall()
+        dim = 0 if dim_text is None else int(dim_text)
+        number = {person.person_id: i for i, person in enumerate(persons)}
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").astype(np.float32)
+        snapshot = GallerySnapshot(
+            name=self._name,
+            contract_id=contract_id,
+            persons=tuple(persons),
+            vectors=vectors.reshape(len(rows), dim),
+            person_rows=np.fromiter((number[row[0]] for row in rows), dtype=np.int64, count=len(rows)),
+            revision=revision,
+        )
+        self._snapshot = snapshot
+        return snapshot
+
+    # --- export / import ----------------------------------------------------------------------------------
+
+    def export_jsonl(self, path: str | os.PathLike[str]) -> int:
+        """Write the gallery to a portable JSON-lines file; returns the number of templates written.
+
+        Line 1 is a header (``format``, ``contract_id``, ``model_id``, counts); then one line per person
+        with their templates as ``faceprint/1`` dicts. Written to a temp file and renamed into place, so a
+        crash never leaves half an export.
+        """
+        from faceprint import __version__
+
+        with self._read() as conn:
+            contract_id = self._meta(conn, "contract_id")
+            model_id = self._meta(conn, "model_id")
+            persons = [
+                self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id").fetchall()
+            ]
+            rows = conn.execute(
+                "SELECT person_id, vector, model_id, package_version, model_options, source, created_at "
+                "FROM templates ORDER BY person_id, template_id"
+            ).fetchall()
+        by_person: dict[str, list[dict[str, Any]]] = {person.person_id: [] for person in persons}
+        for row in rows:
+            faceprint = Faceprint(
+                vector=np.frombuffer(row[1], dtype="<f4").astype(np.float32),
+                model_id=str(row[2]),
+                contract_id=str(contract_id),
+                package_version=str(row[3]),
+                model_options=json.loads(row[4]),
+            )
+            by_person[row[0]].append({"faceprint": faceprint.to_dict(), "source": row[5], "created_at": row[6]})
+        header = {
+            "format": EXPORT_FORMAT,
+            "gallery": self._name,
+            "contract_id": contract_id,
+            "model_id": model_id,
+            "persons": len(persons),
+            "templates": len(rows),
+            "exported_at": _now(),
+            "package_version": __version__,
+        }
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(header, sort_keys=True) + "\n")
+                for person in persons:
+                    record = {
+                        "person_id": person.person_id,
+                        "name": person.name,
+                        "is_unknown": person.is_unknown,
+                        "templates": by_person[person.person_id],
+                    }
+                    handle.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        return len(rows)
+
+    def import_jsonl(self, path: str | os.PathLike[str]) -> ImportSummary:
+        """Add the persons and templates of an export, all or nothing.
+
+        Persons are matched by id: an existing person gets the templates it does not already hold, so
+        importing the same file twice adds nothing the second time.
+
+        Raises:
+            ContractMismatchError: the export's contract differs from this gallery's.
+            GalleryFormatError: the file is not a faceprint gallery export.
+        """
+        header, records = read_export(path)
+        contract_id = header.get("contract_id")
+        persons_added = templates_added = templates_skipped = 0
+        with self._write() as conn:
+            if isinstance(contract_id, str):
+                self._check_or_bind(conn, contract_id, None, None)
+            for record in records:
+                person_id = str(record["person_id"])
+                faceprints = [Faceprint.from_dict(t["faceprint"]) for t in record["templates"]]
+                row = conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone()
+                existing: set[bytes] = set()
+                if row is None:
+                    self._add_person(
+                        conn, str(record["name"]), person_id=person_id, is_unknown=bool(record.get("is_unknown"))
+                    )
+                    persons_added += 1
+                else:
+                    existing = {
+                        bytes(blob)
+                        for (blob,) in conn.execute("SELECT vector FROM templates WHERE person_id = ?", (person_id,))
+                    }
+                keep = [i for i, fp in enumerate(faceprints) if _vector_blob(fp) not in existing]
+                templates_skipped += len(faceprints) - len(keep)
+                templates_added += len(keep)
+                self._insert_templates(
+                    conn,
+                    person_id,
+                    [faceprints[i] for i in keep],
+                    [record["templates"][i].get("source") for i in keep],
+                    [record["templates"][i].get("created_at") for i in keep],
+                )
+        return ImportSummary(
+            persons_added=persons_added, templates_added=templates_added, templates_skipped=templates_skipped
+        )
+
+
+def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Parse a gallery export: ``(header, person records)``.
+
+    Raises:
+        GalleryFormatError: not an export this faceprint understands, or a malformed line.
+
+    Example:
+        >>> header, persons = read_export("team.jsonl")  # doctest: +SKIP
+        >>> header["contract_id"]  # doctest: +SKIP
+        'dlib-resnet-v1:5c1e0e3b9a47'
+    """
+    source = Path(path)
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as err:
+        raise GalleryNotFoundError(f"no export file at {source}", details={"path": str(source)}) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise GalleryFormatError(f"cannot read gallery export {source}: {err}") from err
+    if not lines:
+        raise GalleryFormatError(f"{source} is empty, not a gallery export")
+    try:
+        header = json.loads(lines[0])
+        if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+            raise GalleryFormatError(f"{source} is not a {EXPORT_FORMAT} export")
+        records: list[dict[str, Any]] = []
+        for number, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("templates"), list):
+                raise GalleryFormatError(f"{source}:{number}: not a person record")
+            if "person_id" not in record or "name" not in record:
+                raise GalleryFormatError(f"{source}:{number}: person record without person_id or name")
+            for template in record["templates"]:
+                fp = template.get("faceprint") if isinstance(template, dict) else None
+                if not isinstance(fp, dict) or fp.get("contract_id") != header.get("contract_id"):
+                    raise GalleryFormatError(
+                        f"{source}:{number}: template without a faceprint of the export's contract"
+                    )
+            records.append(record)
+    except json.JSONDecodeError as err:
+        raise GalleryFormatError(f"{source} is not valid JSON lines: {err}") from err
+    return header, records

@@ -1,0 +1,666 @@
+"""Safe dataset reading (folder, TAR, TAR.GZ) and deterministic, atomic TAR.GZ writing.
+
+A :class:`Dataset` is a read-only view of the files of one dataset. Nothing is ever extracted: members are
+read straight out of the archive into memory, one at a time, so a hostile name (``../../etc/passwd``), a
+symlink or a device node can never be written anywhere. Members that are unsafe are left out of the listing
+and reported as :class:`~faceprint.errors.UnsafeArchiveMemberError` in :attr:`Dataset.rejected`:
+
+- absolute names (``/x``, ``\\x``, ``C:x``) and names with a ``..`` component;
+- symbolic links, hard links, character and block devices, FIFOs, sparse files, other special members;
+- names that occur twice (after normalising ``./a`` to ``a``): which copy is meant cannot be known;
+- members larger than :attr:`ArchiveLimits.max_member_bytes`.
+
+Too many members (:attr:`ArchiveLimits.max_members`) or too many bytes in all
+(:attr:`ArchiveLimits.max_total_bytes`) make the whole dataset unreadable (the open raises).
+
+Folders are walked without following symlinks out of the root: a symlink to a regular file inside the root
+is read as that file; one that points outside, dangles, or points to a folder is rejected (folders reached
+through symlinks are not walked, so a link loop cannot hang the scan).
+
+Reading strategy for TAR.GZ (why this is memory-bounded): gzip is a stream, so seeking backwards means
+decompressing again from the start. Opening scans the headers once (one sequential decompression pass,
+keeping only the ``TarInfo`` headers, bounded by ``max_members``), and small files the caller asks for up
+front (``preload``, e.g. ``pairs.csv``) are read during that same pass. :meth:`Dataset.iter_read` then
+returns the members asked for *in archive order*, so the stream is read forward once more; memory holds
+one member at a time. The cost is decompressing the archive twice, which is cheap next to face detection.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (root / "a.txt").write_bytes(b"hello")
+    >>> with Dataset(root) as dataset:
+    ...     [(m.name, m.size) for m in dataset.members], dataset.read("a.txt")
+    ([('a.txt', 5)], b'hello')
+    >>> out = write_deterministic_targz({"run/out.csv": b"x\\n"}, root / "out.tar.gz")
+    >>> with Dataset(out) as packed:
+    ...     packed.kind, [m.name for m in packed.members]
+    ('tar.gz', ['run/out.csv'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import posixpath
+import re
+import secrets
+import stat
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+from faceprint.errors import (
+    ArchiveError,
+    FaceprintError,
+    InvalidSettingError,
+    MissingFileError,
+    UnsafeArchiveMemberError,
+)
+
+DatasetKind = Literal["directory", "tar", "tar.gz"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_TAR_BLOCK = 512
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveLimits:
+    """Bounds on what a dataset may hold; beyond them a member (or the dataset) is refused.
+
+    Example:
+        >>> ArchiveLimits(max_members=10).max_members
+        10
+    """
+
+    max_member_bytes: int = 64 * 1024 * 1024
+    """Largest single file; bigger members are rejected (an image this large is not a face photo)."""
+    max_members: int = 100_000
+    """Most entries (files, folders, links) one dataset may list; more makes the dataset unreadable."""
+    max_total_bytes: int = 32 * 1024**3
+    """Most bytes all accepted files may add up to (uncompressed)."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_member_bytes", "max_members", "max_total_bytes"):
+            if getattr(self, name) <= 0:
+                raise InvalidSettingError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One regular file of a dataset: its relative POSIX name and size in bytes."""
+
+    name: str
+    size: int
+
+
+def detect_kind(path: Path) -> DatasetKind:
+    """Say whether ``path`` is a folder, a TAR or a gzip-compressed TAR, by content, not by name.
+
+    Raises:
+        MissingFileError: ``path`` does not exist.
+        ArchiveError: it is a file but neither a TAR nor a gzip stream.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> detect_kind(pathlib.Path(tempfile.mkdtemp()))
+        'directory'
+    """
+    if path.is_dir():
+        return "directory"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_TAR_BLOCK)
+    except FileNotFoundError as err:
+        raise MissingFileError(f"{path.name}: no such file or folder", details={"name": path.name}) from err
+    except OSError as err:
+        raise ArchiveError(f"{path.name}: cannot read: {err.strerror}", details={"name": path.name}) from err
+    if head.startswith(_GZIP_MAGIC):
+        return "tar.gz"
+    if len(head) == _TAR_BLOCK and (head[257:262] == b"ustar" or _has_valid_tar_checksum(head)):
+        # Old (v7) TARs carry no "ustar" magic; a correct header checksum is the only signature they have.
+        return "tar"
+    hint = "an empty file" if not head else "not a folder, .tar, .tar.gz or .tgz"
+    raise ArchiveError(f"{path.name}: {hint}", details={"name": path.name})
+
+
+def _has_valid_tar_checksum(header: bytes) -> bool:
+    field = header[148:156].split(b"\0", 1)[0].strip()
+    if not field or not all(48 <= c <= 55 for c in field):  # octal digits only
+        return False
+    unsigned = sum(header[:148]) + 8 * 32 + sum(header[156:])
+    return int(field, 8) == unsigned
+
+
+def normalize_member_name(raw: str) -> str:
+    """The normalised relative POSIX name of an archive member, or raise if it could escape the root.
+
+    ``./a//b.jpg`` becomes ``a/b.jpg``. Backslashes count as separators for the ``..`` check (a Windows
+    tool would treat them so) but are kept in the name.
+
+    Raises:
+        UnsafeArchiveMemberError: absolute, drive-lettered, ``..``-containing, empty or NUL-containing.
+
+    Example:
+        >>> normalize_member_name("./photos//a.jpg")
+        'photos/a.jpg'
+    """
+    details = {"name": raw}
+    if not raw or "\0" in raw:
+        raise UnsafeArchiveMemberError(f"{raw!r}: empty or NUL-containing member name", details=details)
+    if raw.startswith(("/", "\\")) or _DRIVE_RE.match(raw):
+        raise UnsafeArchiveMemberError(f"{raw}: absolute member path", details=details)
+    if any(part == ".." for part in re.split(r"[/\\]", raw)):
+        raise UnsafeArchiveMemberError(f"{raw}: member path contains '..'", details=details)
+    parts = [part for part in raw.split("/") if part not in ("", ".")]
+    return "/".join(parts)
+
+
+def _tar_type_problem(info: tarfile.TarInfo) -> str | None:
+    """Why a TAR entry cannot be a dataset file, or None for regular files and folders."""
+    if info.issym():
+        return f"symbolic link (to {info.linkname!r})"
+    if info.islnk():
+        return f"hard link (to {info.linkname!r})"
+    if info.ischr() or info.isblk():
+        return "device node"
+    if info.isfifo():
+        return "FIFO"
+    if info.issparse():
+        return "sparse file"
+    if info.isreg() or info.isdir():
+        return None
+    return f"unsupported member type {info.type!r}"
+
+
+class Dataset:
+    """The files of one dataset (folder, ``.tar``, ``.tar.gz``/``.tgz``), read safely and on demand.
+
+    Use it in a ``with`` block: the archive is opened and its listing checked on entry, closed on exit
+    (also when the caller stops early).
+
+    Args:
+        path: A folder or an archive file; the kind is detected from the content.
+        limits: Size and count bounds (see :class:`ArchiveLimits`).
+        preload: Members whose name satisfies it are read during the opening scan (meant for small files
+            such as ``pairs.csv``, so a ``.tar.gz`` is not rewound to fetch them).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> root = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (root / "pairs.csv").write_bytes(b"a.jpg,b.jpg\\n")
+        >>> with Dataset(root, preload=lambda name: name.endswith(".csv")) as dataset:
+        ...     dataset.read("pairs.csv")
+        b'a.jpg,b.jpg\\n'
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        limits: ArchiveLimits | None = None,
+        preload: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.limits = limits if limits is not None else ArchiveLimits()
+        self._preload = preload
+        self.kind: DatasetKind | None = None
+        self._members: dict[str, Member] = {}
+        self._rejected: dict[str, UnsafeArchiveMemberError] = {}
+        self._rejected_list: list[UnsafeArchiveMemberError] = []
+        self._preloaded: dict[str, bytes] = {}
+        self._tar: tarfile.TarFile | None = None
+        self._raw: BinaryIO | None = None
+        self._tar_infos: dict[str, tarfile.TarInfo] = {}
+        self._dir_targets: dict[str, str] = {}
+        self._root_real = ""
+
+    # --- context management --------------------------------------------------------------------------
+
+    def __enter__(self) -> Dataset:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Detect the kind, list and check every member. Prefer the ``with`` block.
+
+        Raises:
+            MissingFileError: the path does not exist.
+            ArchiveError: not a readable folder/TAR/TAR.GZ, or more bytes than ``max_total_bytes``.
+            UnsafeArchiveMemberError: more entries than ``max_members``.
+        """
+        self.kind = detect_kind(self.path)
+        try:
+            if self.kind == "directory":
+                self._scan_directory()
+            else:
+                self._open_tar()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Release the archive handle; safe to call twice."""
+        if self._tar is not None:
+            self._tar.close()
+            self._tar = None
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+
+    # --- listing -------------------------------------------------------------------------------------
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """Accepted regular files, in storage order (archive order; sorted names for folders)."""
+        return tuple(self._members.values())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._members)
+
+    @property
+    def rejected(self) -> tuple[UnsafeArchiveMemberError, ...]:
+        """One error per refused entry, in the order met; ``details["name"]`` holds the entry's name."""
+        return tuple(self._rejected_list)
+
+    @property
+    def rejected_names(self) -> Mapping[str, UnsafeArchiveMemberError]:
+        """Refused entries by normalised name (only those whose name itself is safe)."""
+        return dict(self._rejected)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._members
+
+    def _reject(self, name: str | None, error: UnsafeArchiveMemberError) -> None:
+        self._rejected_list.append(error)
+        if name is not None:
+            self._rejected.setdefault(name, error)
+
+    def _count_entry(self, count: int) -> None:
+        if count > self.limits.max_members:
+            raise UnsafeArchiveMemberError(
+                f"{self.path.name}: more than {self.limits.max_members} entries",
+                details={"name": self.path.name, "max_members": self.limits.max_members},
+            )
+
+    def _add_member(self, name: str, size: int, total: int) -> int:
+        """Accept a regular file unless its name repeats or it is too large; return the new byte total."""
+        if name in self._rejected:
+            return total
+        if name in self._members:
+            previous = self._members.pop(name)
+            self._preloaded.pop(name, None)
+            self._tar_infos.pop(name, None)
+            self._dir_targets.pop(name, None)
+            self._reject(
+                name,
+                UnsafeArchiveMemberError(
+                    f"{name}: the name occurs more than once in the archive", details={"name": name}
+                ),
+            )
+            return total - previous.size
+        if size > self.limits.max_member_bytes:
+            self._reject(
+                name,
+                UnsafeArchiveMemberError(
+                    f"{name}: {size} bytes is above the limit of {self.limits.max_member_bytes}",
+                    details={"name": name, "size": size, "max_member_bytes": self.limits.max_member_bytes},
+                ),
+            )
+            return total
+        total += size
+        if total > self.limits.max_total_bytes:
+            raise ArchiveError(
+                f"{self.path.name}: more than {self.limits.max_total_bytes} bytes of files",
+                details={"name": self.path.name, "max_total_bytes": self.limits.max_total_bytes},
+            )
+        self._members[name] = Member(name=name, size=size)
+        return total
+
+    # --- TAR ------------------------------------------------------------------------------------------
+
+    def _open_tar(self) -> None:
+        mode: Literal["r:gz", "r:"] = "r:gz" if self.kind == "tar.gz" else "r:"
+        archive_name = self.path.name
+        try:
+            self._raw = self.path.open("rb")
+            self._tar = tarfile.open(fileobj=self._raw, mode=mode)
+            count = 0
+            total = 0
+            while (info := self._tar.next()) is not None:
+                count += 1
+                self._count_entry(count)
+                total = self._check_tar_entry(info, total)
+        except FaceprintError:
+            raise
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+            raise ArchiveError(
+                f"{archive_name}: not a readable {self.kind} archive: {err}", details={"name": archive_name}
+            ) from err
+
+    def _check_tar_entry(self, info: tarfile.TarInfo, total: int) -> int:
+        try:
+            name = normalize_member_name(info.name)
+        except UnsafeArchiveMemberError as err:
+            self._reject(None, err)
+            return total
+        problem = _tar_type_problem(info)
+        if problem is not None:
+            self._reject(
+                name or info.name,
+                UnsafeArchiveMemberError(f"{info.name}: {problem}", details={"name": info.name}),
+            )
+            return total
+        if info.isdir():
+            return total
+        if not name:
+            self._reject(None, UnsafeArchiveMemberError(f"{info.name!r}: a file with no name", details={}))
+            return total
+        total = self._add_member(name, info.size, total)
+        if name in self._members:
+            self._tar_infos[name] = info
+            if self._preload is not None and self._preload(name):
+                # Read now, while the stream is positioned at this member: no rewind of a .tar.gz later.
+                self._preloaded[name] = self._read_tar_member(name, info)
+        return total
+
+    def _read_tar_member(self, name: str, info: tarfile.TarInfo) -> bytes:
+        if self._tar is None:
+            raise ArchiveError(f"{name}: the dataset is closed", details={"name": name})
+        try:
+            handle = self._tar.extractfile(info)
+            if handle is None:
+                raise ArchiveError(f"{name}: not a regular file", details={"name": name})
+            with handle:
+                data = handle.read(info.size + 1)
+        except FaceprintError:
+            raise
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+            raise ArchiveError(f"{name}: cannot read from the archive: {err}", details={"name": name}) from err
+        if len(data) != info.size:
+            raise ArchiveError(
+                f"{name}: archive member is truncated ({len(data)} of {info.size} bytes)", details={"name": name}
+            )
+        return data
+
+    # --- folders --------------------------------------------------------------------------------------
+
+    def _scan_directory(self) -> None:
+        self._root_real = os.path.realpath(self.path)
+        count = 0
+        total = 0
+        # Iterative walk (no recursion limit on deep trees); members are sorted by full name afterwards.
+        stack: list[tuple[str, str]] = [(self._root_real, "")]
+        while stack:
+            folder, prefix = stack.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    listing = sorted(entries, key=lambda e: e.name)
+            except OSError as err:
+                raise ArchiveError(
+                    f"{prefix or self.path.name}: cannot list folder: {err.strerror}",
+                    details={"name": prefix or self.path.name},
+                ) from err
+            subfolders: list[tuple[str, str]] = []
+            for entry in listing:
+                count += 1
+                self._count_entry(count)
+                name = f"{prefix}{entry.name}"
+                if entry.is_symlink():
+                    total = self._check_symlink(entry, name, total)
+                elif entry.is_dir(follow_symlinks=False):
+                    subfolders.append((entry.path, f"{name}/"))
+                elif entry.is_file(follow_symlinks=False):
+                    size = entry.stat(follow_symlinks=False).st_size
+                    total = self._add_member(name, size, total)
+                    if name in self._members:
+                        self._dir_targets[name] = entry.path
+                else:
+                    self._reject(
+                        name,
+                        UnsafeArchiveMemberError(
+                            f"{name}: not a regular file (device, FIFO or socket)", details={"name": name}
+                        ),
+                    )
+            stack.extend(reversed(subfolders))
+        self._members = dict(sorted(self._members.items()))
+        self._preload_directory()
+
+    def _check_symlink(self, entry: os.DirEntry[str], name: str, total: int) -> int:
+        target = os.path.realpath(entry.path)
+        problem: str | None = None
+        if os.path.commonpath([self._root_real, target]) != self._root_real:
+            problem = "symbolic link pointing outside the dataset"
+        elif os.path.isdir(target):
+            problem = "symbolic link to a folder (not followed)"
+        elif not os.path.isfile(target):
+            problem = "symbolic link to nothing or to a special file"
+        if problem is not None:
+            self._reject(name, UnsafeArchiveMemberError(f"{name}: {problem}", details={"name": name}))
+            return total
+        total = self._add_member(name, os.stat(target).st_size, total)
+        if name in self._members:
+            self._dir_targets[name] = target
+        return total
+
+    def _preload_directory(self) -> None:
+        if self._preload is None:
+            return
+        for name in self._members:
+            if self._preload(name):
+                self._preloaded[name] = self._read_directory_member(name)
+
+    def _read_directory_member(self, name: str) -> bytes:
+        path = self._dir_targets[name]
+        # Re-check at read time: the folder may have changed since the scan (a file swapped for a link).
+        if os.path.commonpath([self._root_real, os.path.realpath(path)]) != self._root_real:
+            raise UnsafeArchiveMemberError(f"{name}: now points outside the dataset", details={"name": name})
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(path, flags)
+        except FileNotFoundError as err:
+            raise MissingFileError(f"{name}: the file disappeared", details={"name": name}) from err
+        except OSError as err:
+            raise ArchiveError(f"{name}: cannot open: {err.strerror}", details={"name": name}) from err
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise UnsafeArchiveMemberError(f"{name}: no longer a regular file", details={"name": name})
+            data = handle.read(self.limits.max_member_bytes + 1)
+        if len(data) > self.limits.max_member_bytes:
+            raise UnsafeArchiveMemberError(
+                f"{name}: grew above the limit of {self.limits.max_member_bytes} bytes", details={"name": name}
+            )
+        return data
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one member (random access; on a ``.tar.gz`` prefer :meth:`iter_read`).
+
+        Raises:
+            UnsafeArchiveMemberError: ``name`` was refused when the dataset was opened.
+            MissingFileError: no such member.
+            ArchiveError: the member cannot be read.
+        """
+        if name in self._preloaded:
+            return self._preloaded[name]
+        if name in self._rejected:
+            raise self._rejected[name]
+        if name not in self._members:
+            raise MissingFileError(f"{name}: no such file in the dataset", details={"name": name})
+        if self.kind == "directory":
+            return self._read_directory_member(name)
+        return self._read_tar_member(name, self._tar_infos[name])
+
+    def iter_read(self, names: Iterable[str]) -> Iterator[tuple[str, bytes | FaceprintError]]:
+        """Yield ``(name, bytes)`` for each wanted member in storage order, or ``(name, error)`` if unreadable.
+
+        Storage order lets a ``.tar.gz`` be decompressed forward once; one member is in memory at a time
+        (the caller should drop each before asking for the next).
+        """
+        wanted = set(names)
+        for name in [n for n in self._members if n in wanted]:
+            try:
+                yield name, self.read(name)
+            except (MissingFileError, ArchiveError, UnsafeArchiveMemberError) as err:
+                yield name, err
+        for name in sorted(wanted - self._members.keys()):
+            yield (
+                name,
+                self._rejected.get(name)
+                or MissingFileError(f"{name}: no such file in the dataset", details={"name": name}),
+            )
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_atomic(path: Path) -> Iterator[BinaryIO]:
+    """A binary handle whose content becomes ``path`` only when the ``with`` block ends cleanly.
+
+    The temp file lives in the target's folder (``os.replace`` is atomic only within one file system) and is
+    removed on any failure, so a crash never leaves half a file under the final name.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "x.bin"
+        >>> with open_atomic(target) as handle:
+        ...     _ = handle.write(b"ok")
+        >>> target.read_bytes()
+        b'ok'
+    """
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    # O_EXCL: never reuse someone else's file; 0o666 lets the umask decide, like any new output file.
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+    _fsync_folder(target.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform (Windows), hence best effort.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` all at once (temp file + ``os.replace``) and return the path.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> write_bytes_atomic(pathlib.Path(tempfile.mkdtemp()) / "a.txt", b"1").read_bytes()
+        b'1'
+    """
+    with open_atomic(path) as handle:
+        handle.write(data)
+    return Path(path)
+
+
+def _check_output_name(name: str) -> str:
+    normalized = normalize_member_name(name)
+    if normalized != name or name.endswith("/"):
+        raise ValueError(f"archive member names must be normalised relative POSIX paths, got {name!r}")
+    return name
+
+
+def write_deterministic_targz(
+    files: Mapping[str, bytes] | Iterable[tuple[str, bytes]],
+    out_path: Path,
+    *,
+    compresslevel: int = 9,
+) -> Path:
+    """Write ``files`` (name -> bytes) as a TAR.GZ whose bytes depend only on the names and contents.
+
+    Members are sorted by name, parent folders are added as entries, and every varying field is fixed:
+    mtime 0, uid/gid 0, no user/group names, mode 0644 (files) / 0755 (folders), PAX format, gzip header
+    mtime 0 and no file name. The archive is written to a temp file beside ``out_path`` and moved into
+    place with ``os.replace``.
+
+    Args:
+        files: Member names (relative POSIX paths) and contents.
+        out_path: The archive to write; its folder must exist.
+        compresslevel: gzip level 1-9.
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        ValueError: a name is absolute, not normalised, contains ``..`` or occurs twice.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> a = write_deterministic_targz({"d/x.txt": b"1"}, folder / "a.tar.gz").read_bytes()
+        >>> b = write_deterministic_targz([("d/x.txt", b"1")], folder / "b.tar.gz").read_bytes()
+        >>> a == b
+        True
+    """
+    items = list(files.items()) if isinstance(files, Mapping) else list(files)
+    contents: dict[str, bytes] = {}
+    for name, data in items:
+        try:
+            _check_output_name(name)
+        except UnsafeArchiveMemberError as err:
+            raise ValueError(f"unsafe archive member name {name!r}: {err.message}") from err
+        if name in contents:
+            raise ValueError(f"archive member {name!r} given twice")
+        contents[name] = bytes(data)
+    folders = {posixpath.dirname(name) for name in contents}
+    for folder in list(folders):
+        while folder:
+            folders.add(folder)
+            folder = posixpath.dirname(folder)
+    folders.discard("")
+    clash = folders & contents.keys()
+    if clash:
+        raise ValueError(f"names used both as file and folder: {sorted(clash)}")
+
+    entries = sorted([(name, None) for name in folders] + list(contents.items()), key=lambda item: item[0])
+    with open_atomic(Path(out_path)) as raw:
+        with (
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as zipped,
+            tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for name, data in entries:
+                info = tarfile.TarInfo(name)
+                info.mtime = 0
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                if data is None:
+                    info.type = tarfile.DIRTYPE
+                    info.mode = 0o755
+                    tar.addfile(info)
+                else:
+                    info.mode = 0o644
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    return Path(out_path)

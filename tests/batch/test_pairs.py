@@ -1,0 +1,578 @@
+"""The batch pairs job (faceprint.batch.pairs), with the weight-free FakePipeline and, marked
+``integration``, with the real dlib pipeline on real photos."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tarfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from faceprint import __version__
+from faceprint.batch.pairs import (
+    ERROR_COLUMNS,
+    PairsJobResult,
+    PairsOptions,
+    PairsPipeline,
+    WorkerFailedError,
+    enclave_inputs,
+    format_probability,
+    run_enclave_job,
+    run_pairs_job,
+    worker_pipeline_config,
+)
+from faceprint.errors import EXIT_INPUT, EXIT_OK, EXIT_PARTIAL, ModelNotFoundError, UsageError
+from faceprint.pipeline import PipelineConfig
+from faceprint.testing import (
+    FakePipeline,
+    crashing_pipeline_factory,
+    fake_pipeline_factory,
+    make_blank_png,
+    make_face_png,
+    make_two_face_png,
+)
+
+RED = (200, 30, 30)
+BLUE = (30, 30, 200)
+GREEN = (30, 200, 30)
+QUIET_1 = PairsOptions(workers=1, quiet=True)
+
+
+def write_dataset(root: Path, files: Mapping[str, bytes], pairs_csv: str | bytes | None) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    if pairs_csv is not None:
+        (root / "pairs.csv").write_bytes(pairs_csv.encode() if isinstance(pairs_csv, str) else pairs_csv)
+    return root
+
+
+def tar_dataset(folder: Path, out: Path, *, gz: bool = True) -> Path:
+    with tarfile.open(out, "w:gz" if gz else "w") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return out
+
+
+def read_results(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {
+            info.name: extracted.read()
+            for info in tar.getmembers()
+            if info.isfile() and (extracted := tar.extractfile(info)) is not None
+        }
+
+
+def read_csv(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+
+
+def basic_photos() -> dict[str, bytes]:
+    return {
+        "red.png": make_face_png(RED),
+        "photos/red2.png": make_face_png(RED, size_wh=(40, 30)),
+        "blue.png": make_face_png(BLUE),
+    }
+
+
+class CountingFactory:
+    """Hands out one FakePipeline so the test can read its call counts (in-process runs only)."""
+
+    def __init__(self) -> None:
+        self.pipeline = FakePipeline()
+        self.configs: list[PipelineConfig] = []
+
+    def __call__(self, config: PipelineConfig) -> PairsPipeline:
+        self.configs.append(config)
+        return self.pipeline
+
+
+def run_one(tmp_path: Path, dataset: Path, options: PairsOptions = QUIET_1) -> tuple[PairsJobResult, dict[str, bytes]]:
+    out = tmp_path / "results.tar.gz"
+    result = run_pairs_job([dataset], out, options=options, pipeline_factory=fake_pipeline_factory)
+    return result, read_results(out)
+
+
+# --- good pairs -------------------------------------------------------------------------------------------
+
+
+def test_good_pairs_are_scored_in_input_order(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,red2.png\nred.png,blue.png\n")
+    result, files = run_one(tmp_path, dataset)
+    assert result.exit_code == EXIT_OK
+    assert sorted(files) == ["input-0001/output.csv", "input-0001/run.json"]
+    rows = read_csv(files["input-0001/output.csv"])
+    assert rows[0] == ["file_a", "file_b", "probability"]
+    assert [row[:2] for row in rows[1:]] == [["red.png", "red2.png"], ["red.png", "blue.png"]]
+    same, different = (float(row[2].rstrip("%")) for row in rows[1:])
+    assert same > 90.0 and different < 10.0
+    assert all(row[2].endswith("%") for row in rows[1:])
+    assert result.summary() == "1 dataset, 2 rows: 2 scored, 0 not scored"
+
+
+def test_details_columns(tmp_path: Path) -> None:
+    photos = basic_photos() | {"two.png": make_two_face_png(RED, BLUE)}
+    dataset = write_dataset(tmp_path / "ds", photos, "red.png,red2.png\nred.png,blue.png\ntwo.png,red.png\n")
+    _, files = run_one(tmp_path, dataset, PairsOptions(workers=1, quiet=True, details=True))
+    rows = read_csv(files["input-0001/output.csv"])
+    assert rows[0] == ["file_a", "file_b", "probability", "similarity", "match", "faces_a", "faces_b", "status"]
+    assert rows[1][3:] == ["1.0000", "true", "1", "1", "ok"]
+    assert rows[2][4:] == ["false", "1", "1", "ok"]
+    assert float(rows[2][3]) < 0.5
+    assert rows[3][5:] == ["2", "1", "ok"]
+
+
+@pytest.mark.parametrize(("face", "expect_match"), [("largest", False), ("best-match", True)])
+def test_face_mode_with_two_faces(tmp_path: Path, face: str, expect_match: bool) -> None:
+    # two.png: a small red face and a larger blue one.
+    photos = {"two.png": make_two_face_png(RED, BLUE), "red.png": make_face_png(RED)}
+    dataset = write_dataset(tmp_path / "ds", photos, "two.png,red.png\n")
+    options = PairsOptions(workers=1, quiet=True, details=True, face=face)  # type: ignore[arg-type]
+    _, files = run_one(tmp_path, dataset, options)
+    row = read_csv(files["input-0001/output.csv"])[1]
+    assert row[4] == ("true" if expect_match else "false")
+    assert json.loads(files["input-0001/run.json"])["face"] == face
+
+
+def test_extra_columns_pass_through_with_header_names(tmp_path: Path) -> None:
+    pairs = "left;right;case;probability\nred.png;red2.png;c1;x\nred.png;blue.png\nred.png;missing.png;c3;y;extra\n"
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), pairs)
+    _, files = run_one(tmp_path, dataset)
+    rows = read_csv(files["input-0001/output.csv"])
+    assert rows[0] == ["file_a", "file_b", "probability", "case", "input_probability", "extra_3"]
+    assert rows[1][3:] == ["c1", "x", ""]
+    assert rows[2][3:] == ["", "", ""]
+    assert rows[3] == ["red.png", "missing.png", "", "c3", "y", "extra"]
+
+
+def test_quoted_names_with_commas_and_spaces(tmp_path: Path) -> None:
+    photos = {"Doe, John.png": make_face_png(RED), "my photo.png": make_face_png(RED)}
+    dataset = write_dataset(tmp_path / "ds", photos, '"Doe, John.png","my photo.png"\n')
+    result, files = run_one(tmp_path, dataset)
+    assert result.exit_code == EXIT_OK
+    assert read_csv(files["input-0001/output.csv"])[1][:2] == ["Doe, John.png", "my photo.png"]
+
+
+# --- failures keep their row ------------------------------------------------------------------------------
+
+
+def test_missing_corrupt_and_no_face_rows_keep_their_place(tmp_path: Path) -> None:
+    photos = basic_photos() | {"corrupt.jpg": b"\xff\xd8\xff\xe0 not really a jpeg", "grey.png": make_blank_png()}
+    pairs = (
+        "red.png,red2.png\n"
+        "red.png,missing.png\n"
+        "corrupt.jpg,red.png\n"
+        "red.png,grey.png\n"
+        "just-one-column\n"
+        "corrupt.jpg,nothing.png\n"
+        "blue.png,red.png\n"
+    )
+    dataset = write_dataset(tmp_path / "ds", photos, pairs)
+    result, files = run_one(tmp_path, dataset, PairsOptions(workers=1, quiet=True, details=True))
+    assert result.exit_code == EXIT_PARTIAL
+    assert (result.rows, result.scored, result.failed) == (7, 2, 5)
+    rows = read_csv(files["input-0001/output.csv"])
+    assert [row[:2] for row in rows[1:]] == [
+        ["red.png", "red2.png"],
+        ["red.png", "missing.png"],
+        ["corrupt.jpg", "red.png"],
+        ["red.png", "grey.png"],
+        ["just-one-column", ""],
+        ["corrupt.jpg", "nothing.png"],
+        ["blue.png", "red.png"],
+    ]
+    assert [row[2] != "" for row in rows[1:]] == [True, False, False, False, False, False, True]
+    assert [row[7] for row in rows[1:]] == [
+        "ok",
+        "missing_file",
+        "decode_error",
+        "no_face",
+        "malformed_csv",
+        "decode_error",
+        "ok",
+    ]
+    assert rows[4][5:7] == ["1", "0"]  # faces found: red 1, grey 0
+    assert rows[3][5:7] == ["", "1"]  # corrupt.jpg was never decoded: no face count, not 0
+    assert rows[2][5:7] == ["1", ""]  # missing.png: no face count either
+
+    errors = read_csv(files["input-0001/processing.error"])
+    assert tuple(errors[0]) == ERROR_COLUMNS
+    assert [(e[0], e[1], e[4], e[5]) for e in errors[1:]] == [
+        ("2", "2", "missing.png", "missing_file"),
+        ("3", "3", "corrupt.jpg", "decode_error"),
+        ("4", "4", "grey.png", "no_face"),
+        ("5", "5", "", "malformed_csv"),
+        ("6", "6", "corrupt.jpg", "decode_error"),
+        ("6", "6", "nothing.png", "missing_file"),
+    ]
+    assert all(e[6] for e in errors[1:])  # every line has a message
+    run = json.loads(files["input-0001/run.json"])
+    assert run["status"] == "partial" and run["error_file"] == "processing.error"
+    assert run["counts"] == {
+        "rows": 7,
+        "scored": 2,
+        "not_scored": 5,
+        "images": 5,
+        "embedded": 5,
+        "problems": 6,
+    }
+
+
+def test_nothing_scored_is_exit_3(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", {"grey.png": make_blank_png()}, "grey.png,missing.png\n")
+    result, files = run_one(tmp_path, dataset)
+    assert result.exit_code == EXIT_INPUT
+    assert read_csv(files["input-0001/output.csv"])[1] == ["grey.png", "missing.png", ""]
+
+
+def test_ambiguous_name(tmp_path: Path) -> None:
+    photos = {"a/x.png": make_face_png(RED), "b/x.png": make_face_png(RED), "red.png": make_face_png(RED)}
+    dataset = write_dataset(tmp_path / "ds", photos, "x.png,red.png\na/x.png,red.png\n")
+    _, files = run_one(tmp_path, dataset)
+    errors = read_csv(files["input-0001/processing.error"])
+    assert [(e[0], e[5]) for e in errors[1:]] == [("1", "ambiguous_file")]
+
+
+# --- dataset-level problems -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra_files", "code"),
+    [({}, "pairs_file_error"), ({"sub/pairs.csv": b"a.png,b.png\n"}, "pairs_file_error")],
+    ids=["no-pairs-csv", "two-pairs-csv"],
+)
+def test_pairs_file_problems(tmp_path: Path, extra_files: dict[str, bytes], code: str) -> None:
+    pairs = "red.png,blue.png\n" if extra_files else None
+    dataset = write_dataset(tmp_path / "ds", basic_photos() | extra_files, pairs)
+    result, files = run_one(tmp_path, dataset)
+    assert result.exit_code == EXIT_INPUT
+    assert result.datasets[0].dataset_error == code
+    assert read_csv(files["input-0001/output.csv"]) == [["file_a", "file_b", "probability"]]
+    assert read_csv(files["input-0001/processing.error"])[1][5] == code
+    assert json.loads(files["input-0001/run.json"])["status"] == "failed"
+
+
+def test_corrupt_archive_is_a_dataset_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(b"this is not an archive at all" * 30)
+    result, files = run_one(tmp_path, broken)
+    assert result.exit_code == EXIT_INPUT
+    error = read_csv(files["input-0001/processing.error"])[1]
+    assert (error[4], error[5]) == ("broken.tar.gz", "archive_error")
+
+
+def test_row_limit_is_a_dataset_error(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n" * 3)
+    result, files = run_one(tmp_path, dataset, PairsOptions(workers=1, quiet=True, max_pairs=2))
+    assert result.exit_code == EXIT_INPUT
+    assert read_csv(files["input-0001/processing.error"])[1][5] == "malformed_csv"
+
+
+def test_unsafe_archive_members_are_reported_and_never_used(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(make_face_png(RED))
+    archive = tmp_path / "ds.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in [
+            ("pairs.csv", b"red.png,red2.png\nred.png,link.png\nred.png,evil.png\n"),
+            ("red.png", make_face_png(RED)),
+            ("red2.png", make_face_png(RED)),
+            ("../evil.png", make_face_png(RED)),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("link.png")
+        link.type = tarfile.SYMTYPE
+        link.linkname = str(secret)
+        tar.addfile(link)
+    result, files = run_one(tmp_path, archive)
+    assert result.exit_code == EXIT_PARTIAL
+    rows = read_csv(files["input-0001/output.csv"])
+    assert [row[2] != "" for row in rows[1:]] == [True, False, False]
+    errors = [(e[0], e[4], e[5]) for e in read_csv(files["input-0001/processing.error"])[1:]]
+    assert errors == [
+        ("", "../evil.png", "unsafe_archive_member"),
+        ("", "link.png", "unsafe_archive_member"),
+        ("2", "link.png", "unsafe_archive_member"),
+        ("3", "evil.png", "missing_file"),
+    ]
+    assert not (tmp_path.parent / "evil.png").exists()
+
+
+# --- several datasets, layouts ------------------------------------------------------------------------------
+
+
+def test_two_datasets_in_one_run_keep_their_order(tmp_path: Path) -> None:
+    first = write_dataset(tmp_path / "first", basic_photos(), "red.png,blue.png\n")
+    second_folder = write_dataset(tmp_path / "second", {"g.png": make_face_png(GREEN)}, "g.png,g.png\ng.png,x.png\n")
+    second = tar_dataset(second_folder, tmp_path / "second.tgz")
+    out = tmp_path / "results.tar.gz"
+    result = run_pairs_job([second, first], out, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    files = read_results(out)
+    assert [d.folder for d in result.datasets] == ["input-0001", "input-0002"]
+    assert [d.source for d in result.datasets] == ["second.tgz", "first"]
+    assert read_csv(files["input-0001/output.csv"])[1][:2] == ["g.png", "g.png"]
+    assert read_csv(files["input-0002/output.csv"])[1][:2] == ["red.png", "blue.png"]
+    assert "input-0001/processing.error" in files and "input-0002/processing.error" not in files
+    assert result.exit_code == EXIT_PARTIAL
+    assert json.loads(files["input-0001/run.json"])["input"]["kind"] == "tar.gz"
+
+
+def test_enclave_layout(tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs"
+    write_dataset(inputs / "input-0001", basic_photos(), "red.png,red2.png\n")
+    packed = write_dataset(tmp_path / "packed", {"g.png": make_face_png(GREEN)}, "g.png,g.png\n")
+    (inputs / "input-0002").mkdir()
+    tar_dataset(packed, inputs / "input-0002" / "dataset.tar.gz")
+    write_dataset(inputs / "input-0010", {"b.png": make_face_png(BLUE)}, "b.png,missing.png\n")
+    (inputs / "input-abc").mkdir()  # not an input folder: ignored
+    (inputs / "notes.txt").write_text("ignored")
+    assert [(name, path.name) for name, path in enclave_inputs(inputs)] == [
+        ("input-0001", "input-0001"),
+        ("input-0002", "dataset.tar.gz"),
+        ("input-0010", "input-0010"),
+    ]
+
+    outputs = tmp_path / "outputs"
+    result = run_enclave_job(inputs, outputs, QUIET_1, pipeline_factory=fake_pipeline_factory)
+    assert result.output_dir == outputs
+    assert result.output_path == outputs / "results.tar.gz"
+    assert result.exit_code == EXIT_PARTIAL
+    on_disk = {p.relative_to(outputs).as_posix() for p in outputs.rglob("*") if p.is_file()}
+    assert on_disk == {
+        "results.tar.gz",
+        "input-0001/output.csv",
+        "input-0001/run.json",
+        "input-0002/output.csv",
+        "input-0002/run.json",
+        "input-0010/output.csv",
+        "input-0010/run.json",
+        "input-0010/processing.error",
+    }
+    packed_files = read_results(result.output_path)
+    assert set(packed_files) == on_disk - {"results.tar.gz"}
+    for name, data in packed_files.items():
+        assert (outputs / name).read_bytes() == data
+
+    # Fix the problem and run again: the stale processing.error must go.
+    (inputs / "input-0010" / "missing.png").write_bytes(make_face_png(BLUE))
+    again = run_enclave_job(inputs, outputs, QUIET_1, pipeline_factory=fake_pipeline_factory)
+    assert again.exit_code == EXIT_OK
+    assert not (outputs / "input-0010" / "processing.error").exists()
+    assert "input-0010/processing.error" not in read_results(again.output_path)
+
+
+def test_enclave_usage_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        run_enclave_job(tmp_path / "nope", tmp_path / "out", QUIET_1, pipeline_factory=fake_pipeline_factory)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="no input-0001"):
+        run_enclave_job(tmp_path / "empty", tmp_path / "out", QUIET_1, pipeline_factory=fake_pipeline_factory)
+    write_dataset(tmp_path / "in" / "input-0001", basic_photos(), "red.png,blue.png\n")
+    with pytest.raises(UsageError, match="must differ"):
+        run_enclave_job(tmp_path / "in", tmp_path / "in", QUIET_1, pipeline_factory=fake_pipeline_factory)
+
+
+# --- embedding once -------------------------------------------------------------------------------------------
+
+
+def test_ten_thousand_rows_over_fifty_images_embed_each_image_once(tmp_path: Path) -> None:
+    photos = {f"img/{i:02d}.png": make_face_png((i * 5, 250 - i * 5, (i * 37) % 256)) for i in range(50)}
+    lines = [f"{i % 50:02d}.png,img/{(i * 7 + 3) % 50:02d}.png,{i}" for i in range(10_000)]
+    dataset = write_dataset(tmp_path / "ds", photos, "\n".join(lines) + "\n")
+    factory = CountingFactory()
+    out = tmp_path / "results.tar.gz"
+    result = run_pairs_job([dataset], out, options=QUIET_1, pipeline_factory=factory)
+    assert factory.pipeline.embed_calls == 50
+    assert len(factory.configs) == 1  # one pipeline for the whole job
+    assert (result.rows, result.scored, result.exit_code) == (10_000, 10_000, EXIT_OK)
+    rows = read_csv(read_results(out)["input-0001/output.csv"])
+    assert len(rows) == 10_001
+    assert [row[3] for row in rows[1:]] == [str(i) for i in range(10_000)]  # input order kept
+    assert (result.datasets[0].images, result.datasets[0].embedded) == (50, 50)
+
+
+def test_same_photo_under_two_names_is_embedded_once(tmp_path: Path) -> None:
+    red = make_face_png(RED)
+    photos = {"a.png": red, "copy/b.png": red, "blue.png": make_face_png(BLUE)}
+    dataset = write_dataset(tmp_path / "ds", photos, "a.png,b.png\nb.png,blue.png\na.png,blue.png\n")
+    factory = CountingFactory()
+    result = run_pairs_job([dataset], tmp_path / "r.tar.gz", options=QUIET_1, pipeline_factory=factory)
+    assert factory.pipeline.embed_calls == 2
+    assert (result.datasets[0].images, result.datasets[0].embedded) == (3, 2)
+    assert result.scored == 3
+
+
+# --- determinism, workers, atomicity ---------------------------------------------------------------------------
+
+
+def test_output_is_byte_identical_across_runs(tmp_path: Path) -> None:
+    photos = basic_photos() | {"grey.png": make_blank_png()}
+    dataset = write_dataset(tmp_path / "ds", photos, "red.png,red2.png\nred.png,grey.png\nred.png,blue.png\n")
+    first = tmp_path / "one.tar.gz"
+    second = tmp_path / "two.tar.gz"
+    run_pairs_job([dataset], first, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    os.utime(dataset / "red.png", (1, 1))  # file times must not leak into the results
+    run_pairs_job([dataset], second, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    assert first.read_bytes() == second.read_bytes()
+
+
+def test_worker_processes_give_the_same_bytes(tmp_path: Path) -> None:
+    photos = basic_photos() | {"two.png": make_two_face_png(RED, BLUE), "bad.png": b"garbage"}
+    pairs = "red.png,red2.png\nred.png,blue.png\ntwo.png,red.png\nbad.png,red.png\nred.png,red.png\n"
+    dataset = write_dataset(tmp_path / "ds", photos, pairs)
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.tar.gz"
+        options = PairsOptions(workers=workers, quiet=True, details=True, face="best-match")
+        result = run_pairs_job([dataset], out, options=options, pipeline_factory=fake_pipeline_factory)
+        assert result.scored == 4
+        outputs.append(out.read_bytes())
+    assert outputs[0] == outputs[1]
+
+
+def test_workers_use_one_inference_thread() -> None:
+    assert worker_pipeline_config(PipelineConfig(intra_op_threads=None)).intra_op_threads == 1
+    assert worker_pipeline_config(PipelineConfig(upsample=2)).upsample == 2
+
+
+def test_unpicklable_factory_with_workers_is_a_usage_error(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    with pytest.raises(UsageError, match="workers=1"):
+        run_pairs_job(
+            [dataset],
+            tmp_path / "r.tar.gz",
+            options=PairsOptions(workers=2, quiet=True),
+            pipeline_factory=lambda config: FakePipeline(config),
+        )
+    assert not (tmp_path / "r.tar.gz").exists()
+
+
+def test_a_dying_worker_stops_the_job_with_a_clear_error(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    out = tmp_path / "results.tar.gz"
+    options = PairsOptions(workers=2, quiet=True)
+    # The parent's own pipeline is a crashing one too, but it only compares: it never embeds with workers > 1.
+    with pytest.raises(WorkerFailedError, match="worker process died") as info:
+        run_pairs_job([dataset], out, options=options, pipeline_factory=crashing_pipeline_factory)
+    assert info.value.exit_code == 70
+    assert not out.exists()
+
+
+def test_model_failure_writes_nothing(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    out = tmp_path / "results.tar.gz"
+    out.write_bytes(b"results of an earlier run")
+
+    def broken_factory(config: PipelineConfig) -> PairsPipeline:
+        raise ModelNotFoundError("dlib_face_recognition_resnet_model_v1.dat not found")
+
+    with pytest.raises(ModelNotFoundError):
+        run_pairs_job([dataset], out, options=QUIET_1, pipeline_factory=broken_factory)
+    assert out.read_bytes() == b"results of an earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "results.tar.gz"]
+
+
+def test_run_json_records_model_and_version(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "a;b\nred.png;blue.png\n")
+    result, files = run_one(tmp_path, dataset)
+    run = json.loads(files["input-0001/run.json"])
+    spec = FakePipeline().spec
+    assert run["faceprint_version"] == __version__
+    assert (run["model_id"], run["contract_id"], run["threshold"]) == (spec.id, spec.contract_id, 0.95)
+    assert (result.model_id, result.contract_id, result.threshold) == (spec.id, spec.contract_id, 0.95)
+    assert run["input"] == {
+        "name": "ds",
+        "kind": "directory",
+        "pairs_file": "pairs.csv",
+        "delimiter": ";",
+        "header": True,
+        "encoding": "utf-8",
+    }
+    assert run["status"] == "ok" and run["error_file"] is None
+
+
+def test_progress_bar_on_stderr_unless_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    loud = PairsOptions(workers=1)
+    run_pairs_job([dataset], tmp_path / "a.tar.gz", options=loud, pipeline_factory=fake_pipeline_factory)
+    shown = capsys.readouterr()
+    assert "images/s" in shown.err and "2/2" in shown.err
+    assert shown.out == ""
+    run_pairs_job([dataset], tmp_path / "b.tar.gz", options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    assert capsys.readouterr().err == ""
+
+
+# --- usage ---------------------------------------------------------------------------------------------------
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    with pytest.raises(UsageError, match="at least one dataset"):
+        run_pairs_job([], tmp_path / "r.tar.gz", options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    with pytest.raises(UsageError, match="does not exist"):
+        run_pairs_job([tmp_path / "nope"], tmp_path / "r.tar.gz", options=QUIET_1)
+    with pytest.raises(UsageError, match="is a folder"):
+        run_pairs_job([dataset], tmp_path, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    with pytest.raises(UsageError, match="folder of output"):
+        run_pairs_job([dataset], tmp_path / "no" / "r.tar.gz", options=QUIET_1)
+    with pytest.raises(UsageError, match="largest"):
+        PairsOptions(face="biggest")  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="workers"):
+        PairsOptions(workers=0)
+
+
+@pytest.mark.parametrize(("probability", "text"), [(0.0, "0.0%"), (0.98234, "98.2%"), (0.5, "50.0%"), (1.0, "100.0%")])
+def test_format_probability(probability: float, text: str) -> None:
+    assert format_probability(probability) == text
+
+
+# --- integration: the real pipeline on real photos ----------------------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("workers", [1, 2])
+def test_real_pipeline_end_to_end(tmp_path: Path, examples_dir: Path, real_pipeline: object, workers: int) -> None:
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
+        if not (examples_dir / name).is_file():
+            pytest.skip(f"{examples_dir / name} is not there")
+    dataset = tmp_path / "ds"
+    dataset.mkdir()
+    for name in ("obama.jpg", "obama2.jpg", "biden.jpg"):
+        shutil.copy(examples_dir / name, dataset / name)
+    (dataset / "corrupt.jpg").write_bytes((examples_dir / "obama.jpg").read_bytes()[:300])
+    # A 3:1 strip: too elongated for the centre-crop fallback, small so the CNN fallback is quick.
+    Image.fromarray(np.full((100, 300, 3), 128, np.uint8)).save(dataset / "grey.png")
+    (dataset / "pairs.csv").write_text(
+        "image_a,image_b\n"
+        "obama.jpg,obama2.jpg\n"
+        "obama.jpg,biden.jpg\n"
+        "obama.jpg,corrupt.jpg\n"
+        "grey.png,obama.jpg\n"
+        "obama.jpg,missing.jpg\n"
+    )
+    out = tmp_path / "results.tar.gz"
+    options = PairsOptions(workers=workers, quiet=True, details=True)
+    result = run_pairs_job([dataset], out, options=options)
+    files = read_results(out)
+    rows = read_csv(files["input-0001/output.csv"])[1:]
+    assert result.exit_code == EXIT_PARTIAL
+    same = float(rows[0][2].rstrip("%"))
+    different = float(rows[1][2].rstrip("%"))
+    assert same > 80.0, rows[0]
+    assert different < 20.0, rows[1]
+    assert rows[0][4] == "true" and rows[1][4] == "false"
+    assert [row[7] for row in rows] == ["ok", "ok", "decode_error", "no_face", "missing_file"]
+    assert [row[2] for row in rows[2:]] == ["", "", ""]
+    run = json.loads(files["input-0001/run.json"])
+    assert run["model_id"] == "dlib-resnet-v1" and run["contract_id"].startswith("dlib-resnet-v1:")
