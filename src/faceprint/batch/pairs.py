@@ -32,7 +32,9 @@ each worker builds its own pipeline once (with one inference thread, so N worker
 photos travel as bytes and come back as faceprints or an error code, and at most ``2 × workers`` photos are
 in flight, which bounds memory. Rows are then scored in the main process (cosine + calibration: cheap).
 
-Several faces in a photo: ``face="largest"`` (default) compares the largest face of each photo;
+Several faces in a photo: ``face="primary"`` (default) compares the main face of each photo, the largest
+once faces far from the centre are discounted (:func:`faceprint.pipeline.face_prominence`);
+``face="largest"`` the largest by size alone;
 ``face="best-match"`` compares every face of one with every face of the other and keeps the most similar
 pair. Every face is embedded in both modes, so ``--details`` never changes a probability.
 
@@ -49,6 +51,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import io
@@ -106,7 +109,7 @@ from faceprint.models.spec import ModelSpec
 from faceprint.pipeline import PipelineConfig
 from faceprint.types import Comparison, Face, Faceprint, RGBImage
 
-FaceMode = Literal["largest", "best-match"]
+FaceMode = Literal["primary", "largest", "best-match"]
 OUTPUT_CSV = "output.csv"
 ERROR_FILE = "processing.error"
 RUN_JSON = "run.json"
@@ -186,7 +189,9 @@ class PairsOptions:
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     details: bool = False
     """Add similarity, match, faces found and status columns."""
-    face: FaceMode = "largest"
+    face: FaceMode = "primary"
+    """``primary``/``largest`` pick one face per photo (they set ``pipeline.face_selection``);
+    ``best-match`` compares every face with every face."""
     workers: int | None = None
     """Worker processes; ``None`` means every available core. 1 runs in this process."""
     quiet: bool = False
@@ -197,7 +202,9 @@ class PairsOptions:
 
     def __post_init__(self) -> None:
         if self.face not in get_args(FaceMode):
-            raise UsageError(f"face must be 'largest' or 'best-match', not {self.face!r}")
+            raise UsageError(f"face must be 'primary', 'largest' or 'best-match', not {self.face!r}")
+        if self.face != "best-match" and self.pipeline.face_selection != self.face:
+            object.__setattr__(self, "pipeline", dataclasses.replace(self.pipeline, face_selection=self.face))
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"workers must be at least 1, got {self.workers}")
         if self.max_pairs < 1:
@@ -212,7 +219,7 @@ class PairsOptions:
 
 @dataclass(frozen=True, slots=True)
 class ImageOutcome:
-    """What embedding one photo gave: faceprints (largest face first) or an error code and message."""
+    """What embedding one photo gave: faceprints (selected face first) or an error code and message."""
 
     faceprints: tuple[Faceprint, ...] = ()
     faces_found: int | None = None
@@ -490,7 +497,7 @@ class _ModelInfo:
 
 
 def _best_comparison(pipeline: PairsPipeline, a: ImageOutcome, b: ImageOutcome, face: FaceMode) -> Comparison:
-    if face == "largest":
+    if face != "best-match":
         return pipeline.compare(a.faceprints[0], b.faceprints[0])
     best: Comparison | None = None
     for print_a in a.faceprints:

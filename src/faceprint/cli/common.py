@@ -66,6 +66,13 @@ CalibrationOption = Annotated[
 NoFallbackOption = Annotated[
     bool, typer.Option("--no-fallback", help="Do not retry undetected images with stronger detectors.")
 ]
+AssumeCroppedOption = Annotated[
+    bool,
+    typer.Option(
+        "--assume-cropped",
+        help="Photos are pre-cropped faces (ID photos, LFW): if no detector finds a face, use the centre.",
+    ),
+]
 NoFlipOption = Annotated[bool, typer.Option("--no-flip", help="Embed the chip only, not chip + mirror (faster).")]
 
 
@@ -77,6 +84,7 @@ def pipeline_config(
     calibration: Path | None = None,
     no_fallback: bool = False,
     no_flip: bool = False,
+    assume_cropped: bool = False,
     intra_op_threads: int | None = None,
 ) -> PipelineConfig:
     from faceprint.errors import UsageError
@@ -91,6 +99,7 @@ def pipeline_config(
         backend=backend,  # type: ignore[arg-type]  # validated above
         calibration_path=calibration,
         fallback=not no_fallback,
+        assume_cropped=assume_cropped,
         flip_average=not no_flip,
         intra_op_threads=intra_op_threads,
     )

@@ -271,6 +271,36 @@ def models(
                 stdout().print(f"  calibration: {json.dumps(calibration)}")
 
 
+@app.command()
+@handle_errors
+def demo(
+    images: Annotated[list[Path] | None, typer.Argument(help="Your own photos to pair up (optional).")] = None,
+    output_dir: Annotated[Path, typer.Option("--output-dir", help="Where the demo files go.")] = Path("demo-output"),
+) -> None:
+    """Run the main job, batch pair scoring, on a small demo dataset and show the results."""
+    import tarfile
+
+    from faceprint.batch.pairs import PairsOptions, run_pairs_job
+    from faceprint.demo import build_demo_dataset
+
+    dataset = build_demo_dataset(output_dir, images or ())
+    console = stdout()
+    console.print(f"demo dataset: {dataset.archive} ({dataset.rows} pairs; {dataset.source})")
+    results = output_dir / "results.tar.gz"
+    result = run_pairs_job([dataset.archive], results, options=PairsOptions(details=True))
+    with tarfile.open(results) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            if member.isfile() and member.name.endswith(("output.csv", "processing.error")):
+                handle = tar.extractfile(member)
+                text = handle.read().decode("utf-8") if handle is not None else ""
+                console.print(f"\n[bold]{member.name}[/]")
+                console.print(text.rstrip(), markup=False)
+    console.print(f"\n{result.summary()}")
+    console.print(f"results: [bold]{results.resolve()}[/]")
+    console.print("(one folder per dataset: output.csv, processing.error when something failed, run.json)")
+    console.print("score your own datasets with: faceprint pairs DATASET... -o results.tar.gz")
+
+
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (they import their heavy parts lazily)."""
     from importlib import import_module

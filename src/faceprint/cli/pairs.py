@@ -17,6 +17,7 @@ import typer
 
 from faceprint.batch.pairs import PairsJobResult, PairsOptions, run_enclave_job, run_pairs_job
 from faceprint.cli.common import (
+    AssumeCroppedOption,
     BackendOption,
     CalibrationOption,
     DetectorOption,
@@ -51,8 +52,13 @@ def pairs(
         bool, typer.Option("--details", help="Add similarity, match, faces found and status columns.")
     ] = False,
     face: Annotated[
-        str, typer.Option("--face", help="Which face of a photo with several: largest or best-match.")
-    ] = "largest",
+        str,
+        typer.Option(
+            "--face",
+            help="Which face of a photo with several: primary (largest, off-centre faces discounted), "
+            "largest, or best-match (the most similar pair of faces).",
+        ),
+    ] = "primary",
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: every available core).")
     ] = None,
@@ -63,6 +69,7 @@ def pairs(
     backend: BackendOption = "auto",
     no_fallback: NoFallbackOption = False,
     no_flip: NoFlipOption = False,
+    assume_cropped: AssumeCroppedOption = False,
 ) -> None:
     """Score photo pairs: one output.csv per dataset (probability per row), packed in a TAR.GZ.
 
@@ -78,8 +85,8 @@ def pairs(
         raise UsageError("give one or more datasets, e.g. `faceprint pairs photos/ -o results.tar.gz`")
     if not enclave and output is None:
         raise UsageError("give the results archive to write with -o, e.g. -o results.tar.gz")
-    if face not in ("largest", "best-match"):
-        raise UsageError(f"--face must be largest or best-match, not {face!r}")
+    if face not in ("primary", "largest", "best-match"):
+        raise UsageError(f"--face must be primary, largest or best-match, not {face!r}")
     config = pipeline_config(
         detector=detector,
         upsample=upsample,
@@ -87,11 +94,12 @@ def pairs(
         calibration=calibration,
         no_fallback=no_fallback,
         no_flip=no_flip,
+        assume_cropped=assume_cropped,
     )
     options = PairsOptions(
         pipeline=config,
         details=details,
-        face="best-match" if face == "best-match" else "largest",
+        face=face,  # type: ignore[arg-type]  # validated above
         workers=workers,
         quiet=quiet,
     )

@@ -7,6 +7,8 @@ from typing import Any
 from faceprint.errors import BackendUnavailableError
 from faceprint.types import Detection, RGBImage
 
+LOW_CONFIDENCE = "low_confidence"
+
 
 def import_dlib() -> Any:
     """Import dlib lazily, with an actionable error when the wheel is missing."""
@@ -27,16 +29,18 @@ class DlibHogDetector:
         >>> detector.detect(image)                   # doctest: +SKIP
     """
 
-    def __init__(self, *, upsample: int = 1, adjust_threshold: float = 0.0) -> None:
+    def __init__(self, *, upsample: int = 1, adjust_threshold: float = 0.0, flags: tuple[str, ...] = ()) -> None:
         if upsample < 0 or upsample > 4:
             raise ValueError(f"upsample must be 0-4, got {upsample}")
         self.upsample = upsample
         self.adjust_threshold = adjust_threshold
+        self.flags = flags
         self._detector = import_dlib().get_frontal_face_detector()
 
     @property
     def name(self) -> str:
-        return f"dlib-hog@{self.upsample}"
+        suffix = f"{self.adjust_threshold:+.1f}" if self.adjust_threshold else ""
+        return f"dlib-hog@{self.upsample}{suffix}"
 
     def detect(self, image: RGBImage) -> list[Detection]:
         rects, scores, _ = self._detector.run(image, self.upsample, self.adjust_threshold)
@@ -45,7 +49,7 @@ class DlibHogDetector:
         for rect, score in zip(rects, scores, strict=True):
             box = _clip_box((rect.left(), rect.top(), rect.right() + 1, rect.bottom() + 1), width, height)
             if box is not None:
-                detections.append(Detection(bbox_xyxy=box, score=float(score), detector=self.name))
+                detections.append(Detection(bbox_xyxy=box, score=float(score), detector=self.name, flags=self.flags))
         return sorted(detections, key=lambda d: d.score, reverse=True)
 
 
