@@ -115,7 +115,7 @@ def test_tiled_pyramid_puts_the_normalised_image_in_level_zero() -> None:
         mask[t : b + 1, l : r + 1] = False
     assert not tensor[0][:, mask].any()
     with pytest.raises(ValueError, match="uint8"):
-        tiled_pyramid(image.astype(np.float32), make_params())  # type: ignore[arg-type]
+        tiled_pyramid(image.astype(np.float32), make_params())
 
 
 @pytest.mark.parametrize(("height", "width"), [(31, 45), (250, 250), (100, 77), (480, 640), (3, 3), (1, 5)])
