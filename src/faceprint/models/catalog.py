@@ -11,6 +11,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from importlib import resources
+
+from faceprint.errors import ModelError
 from faceprint.models.spec import Calibration, ModelFile, ModelSpec
 
 DLIB_RESNET_ID = "dlib-resnet-v1"
@@ -19,12 +24,38 @@ DLIB_MMOD_ID = "dlib-mmod"
 DLIB_5_POINT_ID = "dlib-landmarks-5"
 DLIB_68_POINT_ID = "dlib-landmarks-68"
 
-# Provisional until a fitted calibration is stored below (see docs/calibration.md).
+# Used only if the packaged calibration file is missing (a broken install): a monotone placeholder.
 _PROVISIONAL_CALIBRATION = Calibration(
     slope=40.0,
-    intercept=-40.0 * 0.88,
-    provenance={"method": "provisional", "note": "monotone placeholder centred on the default threshold"},
+    intercept=-40.0 * 0.91,
+    provenance={"method": "provisional", "note": "placeholder: packaged calibration file missing"},
 )
+
+
+def with_packaged_calibration(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with the calibration, threshold and FAR thresholds fitted for it, if the package has them.
+
+    They live in ``faceprint/models/calibrations/<id>.json``, written by ``faceprint calibrate`` on LFW View 1
+    DevTrain (docs/calibration.md), with their provenance; data, not code, so a refit is a file change.
+    """
+    resource = resources.files("faceprint.models").joinpath("calibrations", f"{spec.id}.json")
+    if not resource.is_file():
+        return spec
+    try:
+        data = json.loads(resource.read_text(encoding="utf-8"))
+        contract_id = str(data["contract_id"])
+        calibration = Calibration.from_dict(data["calibration"])
+        threshold = float(data["threshold"])
+        far_thresholds = {str(key): float(value) for key, value in data.get("far_thresholds", {}).items()}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ModelError(f"packaged calibration for {spec.id} is unreadable: {err}") from err
+    if contract_id != spec.contract_id:
+        raise ModelError(
+            f"packaged calibration for {spec.id} was fitted for {contract_id}, not {spec.contract_id}: refit it"
+        )
+    return dataclasses.replace(
+        spec, calibration=calibration, default_threshold=threshold, far_thresholds=far_thresholds
+    )
 
 
 def builtin_specs() -> dict[str, ModelSpec]:
@@ -47,7 +78,7 @@ def builtin_specs() -> dict[str, ModelSpec]:
             input_mean=(122.782, 117.001, 104.298),
             input_std=(256.0, 256.0, 256.0),
             embedding_dim=128,
-            default_threshold=0.88,
+            default_threshold=0.91,
             calibration=_PROVISIONAL_CALIBRATION,
             license="CC0-1.0 (dlib model, via face-recognition-models)",
             source="pypi:face-recognition-models==0.3.0",
@@ -108,4 +139,4 @@ def builtin_specs() -> dict[str, ModelSpec]:
             description="dlib 68-point landmarks; opt-in only because of its training-data licence",
         ),
     ]
-    return {spec.id: spec for spec in specs}
+    return {spec.id: with_packaged_calibration(spec) for spec in specs}
