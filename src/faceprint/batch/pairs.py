@@ -25,12 +25,13 @@ the order given; each folder holds:
     host paths, so the same inputs give the same bytes (the archive is written deterministically too).
 
 How the work is done: the dataset is listed and checked (:class:`~faceprint.io.archive.Dataset`), every
-name in ``pairs.csv`` is resolved, and each needed photo is read once, in storage order. Photos are keyed
-by the sha256 of their bytes, so the same photo under two names is decoded and embedded once per dataset;
-only faceprints are kept in memory, never images. With ``workers > 1`` a process pool embeds in parallel:
-each worker builds its own pipeline once (with one inference thread, so N workers use N cores, not N²),
-photos travel as bytes and come back as faceprints or an error code, and at most ``2 × workers`` photos are
-in flight, which bounds memory. Rows are then scored in the main process (cosine + calibration: cheap).
+name in ``pairs.csv`` is resolved, and each needed photo is read once, in storage order, and embedded by
+the :class:`~faceprint.batch.engine.ImageEmbeddingEngine`: photos are keyed by the sha256 of their bytes,
+so the same photo under two names is decoded and embedded once per dataset; only faceprints are kept in
+memory, never images. With ``workers > 1`` a process pool embeds in parallel: each worker builds its own
+pipeline once (with one inference thread, so N workers use N cores, not N²), photos travel as bytes and
+come back as faceprints or an error code, and at most ``2 × workers`` photos are in flight, which bounds
+memory. Rows are then scored in the main process (cosine + calibration: cheap).
 
 Several faces in a photo: ``face="primary"`` (default) compares the main face of each photo, the largest
 once faces far from the centre are discounted (:func:`faceprint.pipeline.face_prominence`);
@@ -51,37 +52,32 @@ Example:
 from __future__ import annotations
 
 import csv
-import dataclasses
-import functools
-import hashlib
 import io
 import json
-import multiprocessing
-import os
-import pickle
 import posixpath
 import re
-import signal
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol, get_args
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
+from typing import Any, Literal
 
 from faceprint import __version__
+from faceprint.batch.engine import (
+    EmbeddingPipeline,
+    FaceMode,
+    ImageEmbeddingEngine,
+    ImageFailedError,
+    ImageOutcome,
+    PipelineFactory,
+    WorkerFailedError,
+    available_cores,
+    check_face_mode,
+    compare_outcomes,
+    default_pipeline_factory,
+    embed_image,
+    pipeline_config_for_face,
+    worker_pipeline_config,
+)
 from faceprint.batch.pairs_csv import (
     PAIRS_FILE_NAME,
     NameResolver,
@@ -91,25 +87,49 @@ from faceprint.batch.pairs_csv import (
     looks_like_image_name,
     parse_pairs_csv,
 )
-from faceprint.compare import Comparator
 from faceprint.errors import (
     EXIT_INPUT,
-    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_PARTIAL,
     FaceprintError,
     InputError,
     InvalidSettingError,
-    NoFaceError,
     UsageError,
 )
 from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_bytes_atomic, write_deterministic_targz
-from faceprint.io.image import ImageLimits, decode_image
-from faceprint.models.spec import ModelSpec
 from faceprint.pipeline import PipelineConfig
-from faceprint.types import Comparison, Face, Faceprint, RGBImage
+from faceprint.types import Comparison
 
-FaceMode = Literal["primary", "largest", "best-match"]
+__all__ = [
+    "BASE_COLUMNS",
+    "DEFAULT_ARCHIVE_NAME",
+    "DETAIL_COLUMNS",
+    "ERROR_COLUMNS",
+    "ERROR_FILE",
+    "OUTPUT_CSV",
+    "RUN_JSON",
+    "DatasetSummary",
+    "FaceMode",
+    "ImageFailedError",
+    "ImageOutcome",
+    "PairsJobResult",
+    "PairsOptions",
+    "PairsPipeline",
+    "PipelineFactory",
+    "WorkerFailedError",
+    "available_cores",
+    "default_pipeline_factory",
+    "embed_image",
+    "enclave_inputs",
+    "format_probability",
+    "run_enclave_job",
+    "run_pairs_job",
+    "worker_pipeline_config",
+]
+
+PairsPipeline = EmbeddingPipeline
+"""What the job needs of a pipeline; the engine's protocol under the name this module has always used."""
+
 OUTPUT_CSV = "output.csv"
 ERROR_FILE = "processing.error"
 RUN_JSON = "run.json"
@@ -118,63 +138,6 @@ BASE_COLUMNS = ("file_a", "file_b", "probability")
 DETAIL_COLUMNS = ("similarity", "match", "faces_a", "faces_b", "status")
 DEFAULT_ARCHIVE_NAME = "results.tar.gz"
 _INPUT_FOLDER_RE = re.compile(r"^input-(\d+)$")
-_THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-
-
-class ImageFailedError(FaceprintError):
-    """An unexpected failure while decoding or embedding one photo; recorded for its rows, the job goes on."""
-
-    code = "internal_error"
-    exit_code = EXIT_INTERNAL
-
-
-class WorkerFailedError(FaceprintError):
-    """A worker process died (killed for memory, or a crash in a native library); the job stops."""
-
-    code = "worker_failed"
-    exit_code = EXIT_INTERNAL
-
-
-class PairsPipeline(Protocol):
-    """What the job needs of :class:`faceprint.pipeline.Pipeline` (and :class:`faceprint.testing.FakePipeline`)."""
-
-    @property
-    def spec(self) -> ModelSpec: ...
-
-    @property
-    def comparator(self) -> Comparator: ...
-
-    def embed_faces(self, image: RGBImage) -> list[Face]: ...
-
-    def compare(self, a: Faceprint, b: Faceprint) -> Comparison: ...
-
-
-PipelineFactory = Callable[[PipelineConfig], PairsPipeline]
-"""Builds a pipeline from a config; must be a picklable (module-level) callable when ``workers > 1``."""
-
-
-def default_pipeline_factory(config: PipelineConfig) -> PairsPipeline:
-    """The real pipeline (dlib models, verified at load)."""
-    from faceprint.pipeline import load_pipeline
-
-    return load_pipeline(config)
-
-
-def worker_pipeline_config(config: PipelineConfig) -> PipelineConfig:
-    """The config each pool worker builds its pipeline from: one inference thread, so N workers use N cores.
-
-    Example:
-        >>> worker_pipeline_config(PipelineConfig(intra_op_threads=8)).intra_op_threads
-        1
-    """
-    return replace(config, intra_op_threads=1)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity / container limits where the OS tells)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +164,9 @@ class PairsOptions:
     """Most rows one ``pairs.csv`` may have."""
 
     def __post_init__(self) -> None:
-        if self.face not in get_args(FaceMode):
-            raise UsageError(f"face must be 'primary', 'largest' or 'best-match', not {self.face!r}")
-        if self.face != "best-match" and self.pipeline.face_selection != self.face:
-            object.__setattr__(self, "pipeline", dataclasses.replace(self.pipeline, face_selection=self.face))
+        check_face_mode(self.face)
+        # Frozen, so the derived pipeline config is set the way a frozen dataclass allows.
+        object.__setattr__(self, "pipeline", pipeline_config_for_face(self.pipeline, self.face))
         if self.workers is not None and self.workers < 1:
             raise UsageError(f"workers must be at least 1, got {self.workers}")
         if self.max_pairs < 1:
@@ -212,215 +174,6 @@ class PairsOptions:
 
     def worker_count(self) -> int:
         return self.workers if self.workers is not None else available_cores()
-
-
-# --- one photo ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ImageOutcome:
-    """What embedding one photo gave: faceprints (selected face first) or an error code and message."""
-
-    faceprints: tuple[Faceprint, ...] = ()
-    faces_found: int | None = None
-    """Faces the detector found; None when the photo could not be read or decoded."""
-    error_code: str | None = None
-    error_message: str | None = None
-
-    @classmethod
-    def failed(cls, error: FaceprintError, *, faces_found: int | None = None) -> ImageOutcome:
-        return cls(faces_found=faces_found, error_code=error.code, error_message=error.message)
-
-
-def embed_image(
-    pipeline: PairsPipeline,
-    data: bytes,
-    *,
-    name: str,
-    limits: ImageLimits | None = None,
-    keep_all_faces: bool = False,
-) -> ImageOutcome:
-    """Decode and embed one photo; input problems become an error outcome, not an exception.
-
-    Args:
-        pipeline: Does the detection and embedding.
-        data: The photo's bytes.
-        name: Its name in the dataset, for messages.
-        limits: Decoding limits (bytes, pixels).
-        keep_all_faces: Keep every face's faceprint (``best-match``), else only the largest.
-
-    Raises:
-        FaceprintError: non-input failures (model errors) that make the whole job pointless.
-
-    Example:
-        >>> from faceprint.testing import FakePipeline, make_blank_png
-        >>> embed_image(FakePipeline(), make_blank_png(), name="grey.png").error_code
-        'no_face'
-    """
-    try:
-        image = decode_image(data, limits=limits, name=name)
-        faces = pipeline.embed_faces(image)
-    except InputError as err:
-        return ImageOutcome.failed(err)
-    except FaceprintError:
-        raise
-    except Exception as err:  # a native-library failure on one odd photo must not stop 10,000 others
-        return ImageOutcome.failed(ImageFailedError(f"{name}: {type(err).__name__}: {err}"))
-    faceprints = tuple(face.faceprint for face in faces if face.faceprint is not None)
-    if not faceprints:
-        return ImageOutcome.failed(NoFaceError(f"{name}: no face found"), faces_found=len(faces))
-    return ImageOutcome(faceprints=faceprints if keep_all_faces else faceprints[:1], faces_found=len(faces))
-
-
-# --- worker processes -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _WorkerSetup:
-    factory: PipelineFactory
-    config: PipelineConfig
-    keep_all_faces: bool
-
-
-@functools.lru_cache(maxsize=1)
-def _worker_pipeline(setup_blob: bytes) -> tuple[PairsPipeline, _WorkerSetup]:
-    # The one per-process pipeline of a pool worker: built on first use, reused for every photo. Keyed by
-    # the pickled setup (picklable configs need not be hashable). Only worker processes ever call this.
-    setup: _WorkerSetup = pickle.loads(setup_blob)
-    return setup.factory(setup.config), setup
-
-
-def _init_worker(setup_blob: bytes) -> None:
-    # Native thread pools read these when they start; the pipeline's own (onnxruntime) thread count comes
-    # from the config's intra_op_threads=1.
-    for var in _THREAD_ENV_VARS:
-        os.environ[var] = "1"
-    # Ctrl-C goes to the whole process group: let the parent decide, instead of N tracebacks.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        _worker_pipeline(setup_blob)
-    except Exception:
-        # A failing initializer breaks the pool with no message; the first task builds again and raises
-        # the real error.
-        pass
-
-
-def _embed_in_worker(setup_blob: bytes, data: bytes, name: str) -> ImageOutcome:
-    pipeline, setup = _worker_pipeline(setup_blob)
-    return embed_image(pipeline, data, name=name, limits=setup.config.limits, keep_all_faces=setup.keep_all_faces)
-
-
-class _Embedder:
-    """Embeds photos in this process or in a pool that grows to the size a dataset can use."""
-
-    def __init__(self, pipeline: PairsPipeline, factory: PipelineFactory, options: PairsOptions) -> None:
-        self._pipeline = pipeline
-        self._factory = factory
-        self._options = options
-        self._keep_all = options.face == "best-match"
-        self._max_workers = options.worker_count()
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_size = 0
-        self._blob: bytes | None = None
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def _setup_blob(self) -> bytes:
-        if self._blob is None:
-            setup = _WorkerSetup(
-                factory=self._factory,
-                config=worker_pipeline_config(self._options.pipeline),
-                keep_all_faces=self._keep_all,
-            )
-            try:
-                self._blob = pickle.dumps(setup)
-            except (pickle.PicklingError, AttributeError, TypeError) as err:
-                raise UsageError(
-                    f"the pipeline factory cannot be sent to worker processes ({err}); use workers=1"
-                ) from err
-        return self._blob
-
-    def _ensure_pool(self, wanted: int) -> ProcessPoolExecutor | None:
-        size = min(wanted, self._max_workers)
-        if self._pool is None and size <= 1:
-            return None
-        if self._pool is None or size > self._pool_size:
-            blob = self._setup_blob()
-            self.close()
-            # spawn, not fork: the parent may hold threads (progress bar, onnxruntime) that fork would copy
-            # mid-lock.
-            self._pool = ProcessPoolExecutor(
-                max_workers=size,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(blob,),
-            )
-            self._pool_size = size
-        return self._pool
-
-    def embed_dataset(
-        self,
-        dataset: Dataset,
-        names: Sequence[str],
-        advance: Callable[[int], None],
-    ) -> tuple[dict[str, ImageOutcome], int]:
-        """Outcomes for the members ``names`` and how many distinct contents were embedded (once each)."""
-        pool = self._ensure_pool(len(names))
-        by_digest: dict[str, ImageOutcome] = {}
-        digest_of: dict[str, str] = {}
-        outcomes: dict[str, ImageOutcome] = {}
-        in_flight: dict[Future[ImageOutcome], str] = {}
-        pending: set[str] = set()
-        # Two per worker keeps every worker busy while bounding the photo bytes held by the executor.
-        max_in_flight = 2 * self._pool_size if pool is not None else 1
-
-        def collect(futures: set[Future[ImageOutcome]]) -> None:
-            for future in futures:
-                digest = in_flight.pop(future)
-                pending.discard(digest)
-                try:
-                    by_digest[digest] = future.result()
-                except BrokenProcessPool as err:
-                    raise WorkerFailedError(
-                        "a worker process died (out of memory, or a crash in a native library); "
-                        "try fewer workers (--workers 1)"
-                    ) from err
-                advance(1)
-
-        for name, data in dataset.iter_read(names):
-            if isinstance(data, FaceprintError):
-                outcomes[name] = ImageOutcome.failed(data)
-                advance(1)
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            digest_of[name] = digest
-            if digest in by_digest or digest in pending:
-                advance(1)
-                continue
-            if pool is None:
-                by_digest[digest] = embed_image(
-                    self._pipeline,
-                    data,
-                    name=name,
-                    limits=self._options.pipeline.limits,
-                    keep_all_faces=self._keep_all,
-                )
-                advance(1)
-                continue
-            in_flight[pool.submit(_embed_in_worker, self._setup_blob(), data, name)] = digest
-            pending.add(digest)
-            del data  # the executor holds these bytes until the result is back; max_in_flight bounds them
-            if len(in_flight) >= max_in_flight:
-                done, _ = wait(set(in_flight), return_when=FIRST_COMPLETED)
-                collect(done)
-        if in_flight:
-            collect(set(in_flight))
-        for name, digest in digest_of.items():
-            outcomes[name] = by_digest[digest]
-        return outcomes, len(by_digest)
 
 
 # --- one dataset ----------------------------------------------------------------------------------------
@@ -496,20 +249,6 @@ class _ModelInfo:
         )
 
 
-def _best_comparison(pipeline: PairsPipeline, a: ImageOutcome, b: ImageOutcome, face: FaceMode) -> Comparison:
-    if face != "best-match":
-        return pipeline.compare(a.faceprints[0], b.faceprints[0])
-    best: Comparison | None = None
-    for print_a in a.faceprints:
-        for print_b in b.faceprints:
-            comparison = pipeline.compare(print_a, print_b)
-            if best is None or comparison.similarity > best.similarity:
-                best = comparison
-    if best is None:  # unreachable: outcomes without faceprints carry an error and are not compared
-        raise ImageFailedError("no faceprints to compare")
-    return best
-
-
 def _score_row(
     row: PairRow,
     resolved: Mapping[str, str | FaceprintError],
@@ -538,7 +277,7 @@ def _score_row(
     faces_b = None if outcome_b is None else outcome_b.faces_found
     if problems or outcome_a is None or outcome_b is None:
         return _Scored(None, faces_a, faces_b, tuple(problems))
-    return _Scored(_best_comparison(pipeline, outcome_a, outcome_b, face), faces_a, faces_b, ())
+    return _Scored(compare_outcomes(pipeline, outcome_a, outcome_b, face=face), faces_a, faces_b, ())
 
 
 def format_probability(probability: float) -> str:
@@ -598,16 +337,14 @@ def _process_dataset(
     folder: str,
     source: Path,
     *,
-    pipeline: PairsPipeline,
-    embedder: _Embedder,
+    engine: ImageEmbeddingEngine,
     model: _ModelInfo,
     options: PairsOptions,
-    progress: Progress,
 ) -> _DatasetOutput:
     problems: list[_Problem] = []
     table: PairsTable | None = None
     resolved: dict[str, str | FaceprintError] = {}
-    outcomes: dict[str, ImageOutcome] = {}
+    outcomes: Mapping[str, ImageOutcome] = {}
     dataset_error: FaceprintError | None = None
     kind: str | None = None
     pairs_name: str | None = None
@@ -637,12 +374,9 @@ def _process_dataset(
                             except InputError as err:
                                 resolved[name] = err
             needed = sorted({target for target in resolved.values() if isinstance(target, str)})
-            task = progress.add_task(folder, total=len(needed))
-
-            def advance(count: int) -> None:
-                progress.advance(task, count)
-
-            outcomes, embedded = embedder.embed_dataset(dataset, needed, advance)
+            # Read in storage order (a .tar.gz is decompressed forward once), one photo in memory at a time.
+            embedded_images = engine.embed(dataset.iter_read(needed), total=len(needed), description=folder)
+            outcomes, embedded = embedded_images, embedded_images.embedded
     except InputError as err:
         dataset_error = err
         problems.append(_Problem(pairs_name or source_name, err.code, err.message))
@@ -651,7 +385,7 @@ def _process_dataset(
     scored_count = 0
     if table is not None and dataset_error is None:
         for row in table.rows:
-            scored = _score_row(row, resolved, outcomes, pipeline, options.face)
+            scored = _score_row(row, resolved, outcomes, engine.pipeline, options.face)
             problems.extend(scored.problems)
             if scored.comparison is not None:
                 scored_count += 1
@@ -769,54 +503,28 @@ class PairsJobResult:
         return text
 
 
-class _ImagesPerSecondColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("? images/s" if speed is None else f"{speed:.1f} images/s", style="progress.data.speed")
-
-
-def _progress(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("images"),
-        _ImagesPerSecondColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=quiet,
-    )
-
-
 def _run(
     sources: Sequence[tuple[str, Path]],
     options: PairsOptions,
     pipeline_factory: PipelineFactory | None,
 ) -> tuple[dict[str, bytes], tuple[DatasetSummary, ...], _ModelInfo]:
+    # Looked up here, not bound as a default argument, so tests can swap this module's default.
     factory = pipeline_factory if pipeline_factory is not None else default_pipeline_factory
-    # Built first: a missing or corrupt model fails the job before any dataset is read. With workers > 1
-    # this one only compares (cheap); the workers build their own for embedding.
-    pipeline = factory(options.pipeline)
-    model = _ModelInfo.of(pipeline)
-    embedder = _Embedder(pipeline, factory, options)
     files: dict[str, bytes] = {}
     summaries: list[DatasetSummary] = []
-    try:
-        with _progress(options.quiet) as progress:
-            for folder, source in sources:
-                output = _process_dataset(
-                    folder,
-                    source,
-                    pipeline=pipeline,
-                    embedder=embedder,
-                    model=model,
-                    options=options,
-                    progress=progress,
-                )
-                files.update(output.files)
-                summaries.append(output.summary)
-    finally:
-        embedder.close()
+    # Entering builds the pipeline: a missing or corrupt model fails the job before any dataset is read.
+    with ImageEmbeddingEngine(
+        options.pipeline,
+        workers=options.workers,
+        quiet=options.quiet,
+        pipeline_factory=factory,
+        keep_all_faces=options.face == "best-match",
+    ) as engine:
+        model = _ModelInfo.of(engine.pipeline)
+        for folder, source in sources:
+            output = _process_dataset(folder, source, engine=engine, model=model, options=options)
+            files.update(output.files)
+            summaries.append(output.summary)
     return files, tuple(summaries), model
 
 

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from faceprint.errors import EXIT_INTERNAL, FaceprintError
+from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.pipeline import PipelineConfig
 
 P = ParamSpec("P")
@@ -57,6 +58,9 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+ModelOption = Annotated[
+    str, typer.Option("--model", help="Embedding model id: dlib-resnet-v1 (default) or one from `models add`.")
+]
 DetectorOption = Annotated[str, typer.Option("--detector", help="hog (default) or mmod (CNN, slow on CPU).")]
 UpsampleOption = Annotated[int, typer.Option("--upsample", min=0, max=3, help="HOG upsampling: 1 finds ~40 px faces.")]
 BackendOption = Annotated[str, typer.Option("--backend", help="auto (ONNX Runtime when available), onnx or dlib.")]
@@ -78,6 +82,7 @@ NoFlipOption = Annotated[bool, typer.Option("--no-flip", help="Embed the chip on
 
 def pipeline_config(
     *,
+    model: str = DLIB_RESNET_ID,
     detector: str = "hog",
     upsample: int = 1,
     backend: str = "auto",
@@ -94,6 +99,7 @@ def pipeline_config(
     if backend not in ("auto", "onnx", "dlib"):
         raise UsageError(f"--backend must be auto, onnx or dlib, not {backend!r}")
     return PipelineConfig(
+        embedder=model,
         detector=detector,  # type: ignore[arg-type]  # validated above
         upsample=upsample,
         backend=backend,  # type: ignore[arg-type]  # validated above

@@ -18,6 +18,7 @@ from faceprint.cli.common import (
     BackendOption,
     CalibrationOption,
     DetectorOption,
+    ModelOption,
     NoFallbackOption,
     NoFlipOption,
     UpsampleOption,
@@ -27,8 +28,12 @@ from faceprint.cli.common import (
     stderr,
     stdout,
 )
+from faceprint.cli.gallery import gallery_app, identify
+from faceprint.cli.models_cmd import models_add_command
+from faceprint.cli.pairs import pairs
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError, InputError
 from faceprint.io.image import load_image
+from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.pipeline import Pipeline, load_pipeline
 from faceprint.types import Faceprint
 
@@ -126,9 +131,12 @@ def embed(
     upsample: UpsampleOption = 1,
     backend: BackendOption = "auto",
     no_flip: NoFlipOption = False,
+    model: ModelOption = DLIB_RESNET_ID,
 ) -> None:
     """Write one faceprint per face as JSON Lines (image, face index, box, faceprint)."""
-    pipeline = load_pipeline(pipeline_config(detector=detector, upsample=upsample, backend=backend, no_flip=no_flip))
+    pipeline = load_pipeline(
+        pipeline_config(model=model, detector=detector, upsample=upsample, backend=backend, no_flip=no_flip)
+    )
     failed = 0
     faces_written = 0
     temp = output.with_name(output.name + ".tmp")
@@ -192,10 +200,18 @@ def compare(
     upsample: UpsampleOption = 1,
     backend: BackendOption = "auto",
     no_flip: NoFlipOption = False,
+    model: ModelOption = DLIB_RESNET_ID,
 ) -> None:
     """Are A and B the same person? Similarity, calibrated probability and the decision."""
     pipeline = load_pipeline(
-        pipeline_config(detector=detector, upsample=upsample, backend=backend, calibration=calibration, no_flip=no_flip)
+        pipeline_config(
+            model=model,
+            detector=detector,
+            upsample=upsample,
+            backend=backend,
+            calibration=calibration,
+            no_flip=no_flip,
+        )
     )
     print_a, _ = _faceprint_for(pipeline, a)
     print_b, _ = _faceprint_for(pipeline, b)
@@ -214,19 +230,27 @@ def compare(
     )
 
 
-@app.command()
+models_app = typer.Typer(name="models", help="Installed models; `models add` registers an ONNX model.")
+app.add_typer(models_app, name="models")
+models_app.command(name="add")(models_add_command)
+
+
+@models_app.callback(invoke_without_command=True)
 @handle_errors
 def models(
+    ctx: typer.Context,
     thresholds: Annotated[bool, typer.Option("--thresholds", help="Show operating thresholds and FAR points.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Installed models, their files verified by sha256."""
-    from faceprint.models.catalog import builtin_specs
+    """Installed models (built-in and registered), their files verified by sha256."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from faceprint.models.registry import ModelRegistry
     from faceprint.models.store import ModelStore
 
     store = ModelStore()
     rows = []
-    for spec in builtin_specs().values():
+    for spec in ModelRegistry(store=store).specs().values():
         files = []
         status = "ok"
         for model_file in spec.files:
@@ -301,31 +325,9 @@ def demo(
     console.print("score your own datasets with: faceprint pairs DATASET... -o results.tar.gz")
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in their own modules (they import their heavy parts lazily)."""
-    from importlib import import_module
-
-    for module_name, attribute, kind, name in (
-        ("faceprint.cli.pairs", "pairs", "command", "pairs"),
-        ("faceprint.cli.evaluate", "evaluate", "command", "evaluate"),
-        ("faceprint.cli.evaluate", "calibrate", "command", "calibrate"),
-        ("faceprint.cli.gallery", "gallery_app", "typer", "gallery"),
-        ("faceprint.cli.gallery", "identify", "command", "identify"),
-    ):
-        try:
-            module = import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        target = getattr(module, attribute, None)
-        if target is None:
-            continue
-        if kind == "typer":
-            app.add_typer(target, name=name)
-        else:
-            app.command(name=name)(target)
-
-
-_register_optional_commands()
+app.command(name="pairs")(pairs)
+app.add_typer(gallery_app, name="gallery")
+app.command(name="identify")(identify)
 
 
 def run() -> None:

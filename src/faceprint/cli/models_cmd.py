@@ -1,8 +1,8 @@
 """``faceprint models add SPEC.toml [--file model.onnx]``: register a user ONNX embedding model.
 
 No logic here beyond printing: :class:`~faceprint.models.registry.ModelRegistry` does the work.
-``models_add`` is the plain function; ``models_add_command`` is its typer command, and ``models_app`` a
-typer group holding it (``faceprint models add``).
+``models_add`` is the plain function; ``models_add_command`` is its typer command, registered by
+cli/main.py as ``faceprint models add``.
 
 Example:
     $ faceprint models add octuplet.toml --file facetransformer_octuplet.onnx
@@ -48,7 +48,7 @@ def models_add_command(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Register a user ONNX embedding model (use it with --model / PipelineConfig(embedder=ID))."""
+    """Register a user ONNX embedding model: verify its file, store its spec (then use it by its id)."""
     result = models_add(spec, file, replace=replace)
     if as_json:
         print_json(
@@ -75,15 +75,3 @@ def models_add_command(
     else:
         how = "copied to" if result.copied else "verified at"
         console.print(f"  model file {how} {escape(str(result.model_path))} (sha256 ok)")
-
-
-models_app = typer.Typer(name="models", no_args_is_help=True)
-
-
-@models_app.callback()
-def models_group() -> None:
-    """Register user ONNX embedding models (`faceprint models add SPEC.toml`)."""
-    # A callback keeps `add` a subcommand: typer runs a lone command directly otherwise.
-
-
-models_app.command(name="add")(models_add_command)

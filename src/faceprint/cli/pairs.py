@@ -21,6 +21,7 @@ from faceprint.cli.common import (
     BackendOption,
     CalibrationOption,
     DetectorOption,
+    ModelOption,
     NoFallbackOption,
     NoFlipOption,
     UpsampleOption,
@@ -29,6 +30,7 @@ from faceprint.cli.common import (
     stdout,
 )
 from faceprint.errors import EXIT_OK, UsageError
+from faceprint.models.catalog import DLIB_RESNET_ID
 
 
 @handle_errors
@@ -70,6 +72,7 @@ def pairs(
     no_fallback: NoFallbackOption = False,
     no_flip: NoFlipOption = False,
     assume_cropped: AssumeCroppedOption = False,
+    model: ModelOption = DLIB_RESNET_ID,
 ) -> None:
     """Score photo pairs: one output.csv per dataset (probability per row), packed in a TAR.GZ.
 
@@ -88,6 +91,7 @@ def pairs(
     if face not in ("primary", "largest", "best-match"):
         raise UsageError(f"--face must be primary, largest or best-match, not {face!r}")
     config = pipeline_config(
+        model=model,
         detector=detector,
         upsample=upsample,
         backend=backend,

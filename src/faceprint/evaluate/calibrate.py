@@ -17,7 +17,10 @@ is a prior that keeps the slope finite when genuine and impostor scores do not o
 fit negligibly on thousands of pairs.
 
 A ``calib.json`` holds the :class:`~faceprint.models.spec.Calibration` dict plus the ``contract_id`` it
-was fitted for, the operating ``threshold`` (a minimum similarity) and the ``far_thresholds``.
+was fitted for, the operating ``threshold`` (a minimum similarity) and the ``far_thresholds``. The
+calibration dict is written twice: its keys at the top level (format 1 as first written) and as a nested
+``"calibration"`` object, the form :class:`faceprint.pipeline.CalibrationFile` (``PipelineConfig
+(calibration_path=...)``) reads. Reading checks that both copies agree.
 
 Example:
     >>> import numpy as np
@@ -44,7 +47,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from faceprint.errors import ContractMismatchError, InputError, UsageError
+from faceprint.errors import ContractMismatchError, InputError, MissingFileError, UsageError
 from faceprint.evaluate.metrics import (
     DEFAULT_TARGET_FARS,
     FloatArray,
@@ -260,6 +263,8 @@ class CalibrationRecord:
         return {
             "format": CALIBRATION_FILE_FORMAT,
             **self.calibration.to_dict(),
+            # Nested too: the pipeline's calibration loader reads data["calibration"].
+            "calibration": self.calibration.to_dict(),
             "contract_id": self.contract_id,
             "threshold": self.threshold,
             "far_thresholds": dict(self.far_thresholds),
@@ -276,6 +281,12 @@ class CalibrationRecord:
             raise CalibrationFormatError(f"not a {CALIBRATION_FILE_FORMAT} file: format={data.get('format')!r}")
         try:
             calibration = Calibration.from_dict(dict(data))
+            nested = data.get("calibration")
+            if nested is not None and Calibration.from_dict(dict(nested)) != calibration:
+                raise CalibrationFormatError(
+                    "the top-level calibration and the nested 'calibration' object disagree; "
+                    "fit again with `faceprint calibrate` rather than editing one copy"
+                )
             far_thresholds = {str(key): float(value) for key, value in dict(data.get("far_thresholds", {})).items()}
             record = cls(
                 calibration=calibration,
@@ -348,7 +359,8 @@ def load_calibration(path: str | os.PathLike[str], *, expected_contract_id: str 
         expected_contract_id: When given, the file must have been fitted for this embedding contract.
 
     Raises:
-        CalibrationFormatError: Not JSON, or not a calibration file.
+        MissingFileError: There is no such file.
+        CalibrationFormatError: Unreadable, not JSON, or not a calibration file.
         ContractMismatchError: Fitted for another contract than ``expected_contract_id``.
 
     Example:
@@ -356,6 +368,10 @@ def load_calibration(path: str | os.PathLike[str], *, expected_contract_id: str 
     """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise MissingFileError(f"calibration file {path} does not exist", details={"name": str(path)}) from err
+    except OSError as err:
+        raise CalibrationFormatError(f"{path}: cannot read the calibration file: {err.strerror or err}") from err
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CalibrationFormatError(f"{path}: not a JSON calibration file: {err}") from err
     if not isinstance(data, dict):

@@ -67,8 +67,8 @@ PROVISIONAL_SLOPE = 40.0
 """Slope of the provisional calibration of a model registered without one: monotone, centred on the
 threshold (P = 0.5 there), like the built-in dlib model's until a fitted one replaces it."""
 
-_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 _REQUIRED = (
     "id",
     "task",
@@ -167,7 +167,7 @@ def spec_from_mapping(data: Mapping[str, Any], *, source: str = "spec") -> Model
         raise fields.error(missing[0], "missing; a model spec must state " + ", ".join(_REQUIRED))
 
     model_id = fields.text("id")
-    if not _ID_PATTERN.match(model_id):
+    if not _ID_PATTERN.fullmatch(model_id):
         raise fields.error("id", f"{model_id!r} must be 1-64 of a-z 0-9 . _ - starting with a letter or digit")
     if fields.text("task") != "embedding":
         raise fields.error("task", f"only embedding models can be registered, got {data['task']!r}")
@@ -235,7 +235,7 @@ def _model_file(fields: _Fields) -> ModelFile:
     if not name.endswith(".onnx"):
         raise fields.error("file.name", f"must name an .onnx file, got {name!r}")
     sha256 = table.get("sha256")
-    if not isinstance(sha256, str) or not _SHA256_PATTERN.match(sha256.lower()):
+    if not isinstance(sha256, str) or not _SHA256_PATTERN.fullmatch(sha256.lower()):
         raise fields.error("file.sha256", f"must be the full sha256, 64 hex digits, got {sha256!r}")
     if "size_bytes" not in table:
         raise fields.error("file.size_bytes", "missing; state the file size in bytes")
@@ -387,7 +387,7 @@ class ModelRegistry:
         return self.model_dir / SPECS_DIRNAME
 
     def spec_path(self, model_id: str) -> Path:
-        if not _ID_PATTERN.match(model_id):
+        if not _ID_PATTERN.fullmatch(model_id):
             raise UsageError(f"{model_id!r} is not a model id")
         return self.specs_dir / f"{model_id}.json"
 
@@ -395,7 +395,7 @@ class ModelRegistry:
         """Ids of registered user models, sorted (from the file names; nothing is parsed)."""
         if not self.specs_dir.is_dir():
             return []
-        return sorted(p.stem for p in self.specs_dir.glob("*.json") if _ID_PATTERN.match(p.stem))
+        return sorted(p.stem for p in self.specs_dir.glob("*.json") if _ID_PATTERN.fullmatch(p.stem))
 
     def user_specs(self) -> dict[str, ModelSpec]:
         """Every registered user spec, by id.
@@ -419,7 +419,7 @@ class ModelRegistry:
         builtins = builtin_specs()
         if model_id in builtins:
             return builtins[model_id]
-        if _ID_PATTERN.match(model_id) and self.spec_path(model_id).is_file():
+        if _ID_PATTERN.fullmatch(model_id) and self.spec_path(model_id).is_file():
             return self._load_stored(model_id)
         known = sorted([s.id for s in builtins.values() if s.task == "embedding"] + self.user_ids())
         raise UsageError(
