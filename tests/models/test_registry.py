@@ -16,7 +16,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from faceprint.cli.models_cmd import models_add, models_app
+from faceprint.cli.main import app
+from faceprint.cli.models_cmd import models_add
 from faceprint.errors import EXIT_MODEL, EXIT_USAGE, ChecksumMismatchError, ModelError, UsageError
 from faceprint.models.catalog import DLIB_RESNET_ID, builtin_specs
 from faceprint.models.registry import (
@@ -345,22 +346,22 @@ def test_remove_forgets_the_spec_but_keeps_the_file(spec_file: Path, onnx_file: 
 def test_models_add_function_and_command(spec_file: Path, onnx_file: Path, model_dir: Path) -> None:
     assert models_add(spec_file).model_path is None
     runner = CliRunner()
-    result = runner.invoke(models_app, ["add", str(spec_file), "--file", str(onnx_file), "--json"])
+    result = runner.invoke(app, ["models", "add", str(spec_file), "--file", str(onnx_file), "--json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
     assert payload["id"] == MODEL_ID and payload["copied"] is True
     assert payload["model_path"] == str(model_dir / "tiny.onnx")
     assert payload["contract_id"] == ModelRegistry().get(MODEL_ID).contract_id
 
-    text = runner.invoke(models_app, ["add", str(spec_file)])
+    text = runner.invoke(app, ["models", "add", str(spec_file)])
     assert text.exit_code == 0 and "already registered" in text.output and "sha256 ok" in text.output
 
 
 def test_models_add_command_exit_codes(spec_file: Path, onnx_file: Path, tmp_path: Path, model_dir: Path) -> None:
     runner = CliRunner()
     onnx_file.write_bytes(onnx_file.read_bytes() + b"\x00")
-    mismatch = runner.invoke(models_app, ["add", str(spec_file), "--file", str(onnx_file)])
+    mismatch = runner.invoke(app, ["models", "add", str(spec_file), "--file", str(onnx_file)])
     assert mismatch.exit_code == EXIT_MODEL
     assert "checksum_mismatch" in mismatch.output
-    missing = runner.invoke(models_app, ["add", str(tmp_path / "absent.toml")])
+    missing = runner.invoke(app, ["models", "add", str(tmp_path / "absent.toml")])
     assert missing.exit_code == EXIT_USAGE
