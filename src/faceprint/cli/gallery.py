@@ -428,6 +428,16 @@ def import_command(
 # --- identify --------------------------------------------------------------------------------------------
 
 
+def identification_min_similarity(pipeline: Pipeline) -> float:
+    """The default search cut-off: the model's threshold for a 1e-3 false-accept rate per comparison.
+
+    A probe is compared with every enrolled person, so the 1:1 operating threshold would let strangers
+    through in proportion to the gallery size (docs/identification.md); without a FAR 1e-3 figure the
+    1:1 threshold is used.
+    """
+    return pipeline.spec.far_thresholds.get("1e-3", pipeline.comparator.threshold)
+
+
 @handle_errors
 def identify(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
@@ -436,7 +446,12 @@ def identify(
     ] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Candidate persons listed per face.")] = 3,
     min_similarity: Annotated[
-        float | None, typer.Option("--min-similarity", help="Accept a person at or above this cosine similarity.")
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            help="Accept a person at or above this cosine similarity "
+            "(default: the model's FAR 1e-3 threshold, stricter than 1:1 since a probe meets every person).",
+        ),
     ] = None,
     max_distance: Annotated[
         float | None, typer.Option("--max-distance", help="… or at or below this distance (not both).")
@@ -485,7 +500,7 @@ def identify(
             min_similarity=min_similarity,
             max_distance=max_distance,
             probability=pipeline.comparator.probability,
-            default_min_similarity=pipeline.comparator.threshold,
+            default_min_similarity=identification_min_similarity(pipeline),
             cluster_unknowns=cluster_unknowns,
             index_unknowns_into=sink,
         )
