@@ -178,8 +178,13 @@ class Pipeline:
         face the cheap pass misses while it finds a smaller one is possible (a strongly turned head, say):
         callers that must see every face use the default, ``largest_only=False``.
         """
+        ranked = self._ranked_detections(image, cheap_first=largest_only)
+        return ranked[:1] if largest_only else ranked
+
+    def _ranked_detections(self, image: RGBImage, *, cheap_first: bool) -> list[Detection]:
+        """Every face of the detection pass that found any, with landmarks, the selected face first."""
         found: list[Detection] = []
-        if largest_only and self.fast_detector is not None:
+        if cheap_first and self.fast_detector is not None:
             found = self._run_detector(self.fast_detector, image)
         if not found:
             found = self._run_detector(self.detector, image)
@@ -189,7 +194,7 @@ class Pipeline:
             detections.sort(key=lambda d: face_prominence(d, size_wh), reverse=True)
         else:
             detections.sort(key=face_size_px, reverse=True)
-        return detections[:1] if largest_only else detections
+        return detections
 
     # --- alignment and embedding -----------------------------------------------------------------------
 
@@ -250,16 +255,28 @@ class Pipeline:
         faceprints = self.embed_batch(chips)
         return [Face(detection=d, faceprint=f) for d, f in zip(detections, faceprints, strict=True)]
 
+    def embed_main_face(self, image: RGBImage) -> tuple[Face | None, int]:
+        """The selected face, embedded, and how many faces the detection pass found.
+
+        Only the selected face is aligned and embedded, and detection tries the cheap pass first (see
+        :meth:`detect_faces`), so this is the fast path for 1:1 work on photos of one person.
+        """
+        ranked = self._ranked_detections(image, cheap_first=True)
+        if not ranked:
+            return None, 0
+        chip = self.extract_aligned_face(image, ranked[0])
+        return Face(detection=ranked[0], faceprint=self.embed(chip)), len(ranked)
+
     def embed_largest(self, image: RGBImage) -> tuple[Faceprint | None, bool]:
         """The faceprint of the main face and whether a face was found (the SDK's largest-face shortcut).
 
         The main face is the first of :meth:`detect_faces`: with ``face_selection="largest"`` literally the
         largest; with the default ``"primary"`` the largest once faces far from the centre are discounted.
         """
-        faces = self.embed_faces(image, largest_only=True)
-        if not faces:
+        face, _ = self.embed_main_face(image)
+        if face is None:
             return None, False
-        return faces[0].faceprint, True
+        return face.faceprint, True
 
     # --- comparison ------------------------------------------------------------------------------------
 

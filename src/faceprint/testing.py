@@ -79,6 +79,11 @@ class FakePipeline:
         self.embedded_images: list[tuple[int, int, int, int]] = []
         """``(height, width, sum of pixels mod 2**31, faces found)`` per call, in call order."""
 
+    def embed_main_face(self, image: RGBImage) -> tuple[Face | None, int]:
+        """The first face of :meth:`embed_faces` and how many there were (like the real pipeline)."""
+        faces = self.embed_faces(image)
+        return (faces[0] if faces else None), len(faces)
+
     def embed_faces(self, image: RGBImage, *, largest_only: bool = False) -> list[Face]:
         """Fake detection + embedding: see the module docstring for the rules."""
         self.embed_calls += 1

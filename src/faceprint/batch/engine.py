@@ -119,6 +119,8 @@ class EmbeddingPipeline(Protocol):
 
     def embed_faces(self, image: RGBImage) -> list[Face]: ...
 
+    def embed_main_face(self, image: RGBImage) -> tuple[Face | None, int]: ...
+
     def compare(self, a: Faceprint, b: Faceprint) -> Comparison: ...
 
 
@@ -272,7 +274,13 @@ def embed_image(
     """
     try:
         image = decode_image(data, limits=limits, name=name)
-        faces = pipeline.embed_faces(image)
+        if keep_all_faces:
+            faces = pipeline.embed_faces(image)
+            faces_found = len(faces)
+        else:
+            # One face is compared: embed only it, after the cheap detection pass (Pipeline.embed_main_face).
+            main_face, faces_found = pipeline.embed_main_face(image)
+            faces = [] if main_face is None else [main_face]
     except InputError as err:
         return ImageOutcome.failed(err)
     except FaceprintError:
@@ -281,8 +289,8 @@ def embed_image(
         return ImageOutcome.failed(ImageFailedError(f"{name}: {type(err).__name__}: {err}"))
     faceprints = tuple(face.faceprint for face in faces if face.faceprint is not None)
     if not faceprints:
-        return ImageOutcome.failed(NoFaceError(f"{name}: no face found"), faces_found=len(faces))
-    return ImageOutcome(faceprints=faceprints if keep_all_faces else faceprints[:1], faces_found=len(faces))
+        return ImageOutcome.failed(NoFaceError(f"{name}: no face found"), faces_found=faces_found)
+    return ImageOutcome(faceprints=faceprints, faces_found=faces_found)
 
 
 # --- worker processes -----------------------------------------------------------------------------------

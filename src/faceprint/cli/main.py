@@ -28,6 +28,7 @@ from faceprint.cli.common import (
     stderr,
     stdout,
 )
+from faceprint.cli.evaluate import calibrate, evaluate
 from faceprint.cli.gallery import gallery_app, identify
 from faceprint.cli.models_cmd import models_add_command
 from faceprint.cli.pairs import pairs
@@ -326,6 +327,8 @@ def demo(
 
 
 app.command(name="pairs")(pairs)
+app.command(name="evaluate")(evaluate)
+app.command(name="calibrate")(calibrate)
 app.add_typer(gallery_app, name="gallery")
 app.command(name="identify")(identify)
 
