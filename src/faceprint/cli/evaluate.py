@@ -24,6 +24,7 @@ from faceprint.cli.common import (
     BackendOption,
     CalibrationOption,
     DetectorOption,
+    ModelOption,
     NoFallbackOption,
     NoFlipOption,
     UpsampleOption,
@@ -35,6 +36,7 @@ from faceprint.errors import EXIT_PARTIAL, BackendUnavailableError, UsageError
 from faceprint.evaluate.calibrate import far_key, save_calibration
 from faceprint.evaluate.report import write_report
 from faceprint.evaluate.run import EvaluationOptions, calibrate_pairs, evaluate_pairs
+from faceprint.models.catalog import DLIB_RESNET_ID
 
 PairsArgument = Annotated[
     Path | None,
@@ -97,6 +99,7 @@ def evaluate(
     backend: BackendOption = "auto",
     no_fallback: NoFallbackOption = False,
     no_flip: NoFlipOption = False,
+    model: ModelOption = DLIB_RESNET_ID,
 ) -> None:
     """Measure face verification on labelled pairs: report.json, report.md and plots (ROC, DET, ...).
 
@@ -114,6 +117,7 @@ def evaluate(
         raise BackendUnavailableError("the report's plots need matplotlib: pip install 'faceprint[eval]'")
     options = EvaluationOptions(
         pipeline=pipeline_config(
+            model=model,
             detector=detector,
             upsample=upsample,
             backend=backend,
@@ -177,6 +181,7 @@ def calibrate(
     backend: BackendOption = "auto",
     no_fallback: NoFallbackOption = False,
     no_flip: NoFlipOption = False,
+    model: ModelOption = DLIB_RESNET_ID,
 ) -> None:
     """Fit a calibration (similarity -> probability), threshold and FAR thresholds on labelled pairs.
 
@@ -193,6 +198,7 @@ def calibrate(
         raise UsageError(f"the folder of output {output} does not exist")
     options = EvaluationOptions(
         pipeline=pipeline_config(
+            model=model,
             detector=detector,
             upsample=upsample,
             backend=backend,
