@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 import pytest
 
 from faceprint import errors
@@ -15,10 +18,24 @@ def _all_error_classes() -> list[type[errors.FaceprintError]]:
     return found
 
 
-def test_codes_are_unique_snake_case() -> None:
-    codes = [cls.code for cls in _all_error_classes() if cls.__module__ == "faceprint.errors"]
-    assert len(codes) == len(set(codes))
-    assert all(code.replace("_", "").isalpha() and code.islower() for code in codes)
+def _import_every_module() -> None:
+    """Error classes live beside their one user too (gallery, batch, evaluate): load them all."""
+    import faceprint
+
+    for info in pkgutil.walk_packages(faceprint.__path__, prefix="faceprint."):
+        importlib.import_module(info.name)
+
+
+def test_codes_are_unique_snake_case_across_the_package() -> None:
+    _import_every_module()
+    classes = [cls for cls in _all_error_classes() if cls.__module__.startswith("faceprint.")]
+    by_code: dict[str, list[str]] = {}
+    for cls in classes:
+        by_code.setdefault(cls.code, []).append(f"{cls.__module__}.{cls.__qualname__}")
+    duplicated = {code: names for code, names in by_code.items() if len(names) > 1}
+    assert duplicated == {}
+    assert all(code.replace("_", "").isalpha() and code.islower() for code in by_code)
+    assert len(by_code) >= 25
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -82,31 +81,6 @@ class PipelineConfig:
             raise UsageError("batch_size must be at least 1")
         if self.intra_op_threads is not None and self.intra_op_threads < 1:
             raise UsageError("intra_op_threads must be at least 1")
-
-
-@dataclass(frozen=True, slots=True)
-class CalibrationFile:
-    """A user's fitted calibration (``faceprint calibrate`` output)."""
-
-    calibration: Calibration
-    contract_id: str
-    threshold: float | None
-
-    @classmethod
-    def load(cls, path: Path) -> CalibrationFile:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            calibration = Calibration.from_dict(data["calibration"])
-            threshold = data.get("threshold")
-            return cls(
-                calibration=calibration,
-                contract_id=str(data["contract_id"]),
-                threshold=None if threshold is None else float(threshold),
-            )
-        except FileNotFoundError as err:
-            raise UsageError(f"calibration file {path} does not exist") from err
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise UsageError(f"calibration file {path} is not valid: {err}") from err
 
 
 class Pipeline:
@@ -416,13 +390,12 @@ def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | N
     calibration: Calibration | None = None
     threshold: float | None = None
     if config.calibration_path is not None:
-        calibration_file = CalibrationFile.load(config.calibration_path)
-        if calibration_file.contract_id != spec.contract_id:
-            raise ContractMismatchError(
-                f"calibration {config.calibration_path} was fitted for {calibration_file.contract_id!r}, "
-                f"not {spec.contract_id!r}"
-            )
-        calibration, threshold = calibration_file.calibration, calibration_file.threshold
+        from faceprint.evaluate.calibrate import load_calibration
+
+        if not config.calibration_path.is_file():
+            raise UsageError(f"calibration file {config.calibration_path} does not exist")
+        record = load_calibration(config.calibration_path, expected_contract_id=spec.contract_id)
+        calibration, threshold = record.calibration, record.threshold
     embedder = _build_embedder(spec, config, store)
     comparator = Comparator(spec, calibration=calibration, threshold=threshold)
     return Pipeline(

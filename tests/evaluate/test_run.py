@@ -31,7 +31,7 @@ from faceprint.evaluate.run import (
     evaluate_pairs,
 )
 from faceprint.models.spec import Calibration
-from faceprint.pipeline import CalibrationFile, PipelineConfig
+from faceprint.pipeline import PipelineConfig
 from faceprint.testing import (
     FAKE_THRESHOLD,
     FakePipeline,
@@ -331,7 +331,7 @@ def test_the_pipeline_reads_the_calibration_file(tmp_path: Path) -> None:
     pairs, images = write_calibration_set(tmp_path)
     record = calibrate_pairs(pairs, images, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
     path = save_calibration(record, tmp_path / "calib.json")
-    loaded = CalibrationFile.load(path)  # what PipelineConfig(calibration_path=...) reads
+    loaded = load_calibration(path)  # what PipelineConfig(calibration_path=...) reads
     assert (loaded.calibration, loaded.contract_id, loaded.threshold) == (
         record.calibration,
         record.contract_id,

@@ -19,7 +19,7 @@ fit negligibly on thousands of pairs.
 A ``calib.json`` holds the :class:`~faceprint.models.spec.Calibration` dict plus the ``contract_id`` it
 was fitted for, the operating ``threshold`` (a minimum similarity) and the ``far_thresholds``. The
 calibration dict is written twice: its keys at the top level (format 1 as first written) and as a nested
-``"calibration"`` object, the form :class:`faceprint.pipeline.CalibrationFile` (``PipelineConfig
+``"calibration"`` object, the form :func:`faceprint.pipeline.load_pipeline` (``PipelineConfig
 (calibration_path=...)``) reads. Reading checks that both copies agree.
 
 Example:

@@ -320,7 +320,7 @@ def evaluate_pairs(
     calibration_path = options.pipeline.calibration_path
     if calibration_path is not None:
         if not Path(calibration_path).is_file():
-            # A usage error, as everywhere else a --calibration file is missing (see pipeline.CalibrationFile).
+            # A usage error, as everywhere else a --calibration file is missing (see pipeline.load_pipeline).
             raise UsageError(f"calibration file {calibration_path} does not exist")
         # Read before any model is built: a wrong file fails in a second, not after the embedding.
         record = load_calibration(calibration_path)
