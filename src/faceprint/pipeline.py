@@ -25,7 +25,7 @@ from faceprint.detect.cascade import CascadeDetector
 from faceprint.detect.center import CenterCropDetector
 from faceprint.detect.dlib_hog import LOW_CONFIDENCE, DlibHogDetector
 from faceprint.detect.dlib_mmod import DlibMmodDetector
-from faceprint.embed.base import Embedder
+from faceprint.embed.base import Embedder, check_chips
 from faceprint.errors import BackendUnavailableError, ContractMismatchError, UsageError
 from faceprint.io.image import ImageLimits
 from faceprint.landmarks import DlibShapeLandmarker
@@ -186,10 +186,7 @@ class Pipeline:
         return extract_aligned_face(image, detection, template=template)
 
     def _vectors(self, chips: Sequence[RGBImage]) -> npt.NDArray[np.float32]:
-        expected = self.spec.input_size_wh
-        for chip in chips:
-            if (chip.shape[1], chip.shape[0]) != expected or chip.ndim != 3 or chip.dtype != np.uint8:
-                raise UsageError(f"{self.spec.id} needs {expected} uint8 RGB chips, got {chip.shape} {chip.dtype}")
+        check_chips(self.spec, chips)  # before mirroring, so errors name the caller's chip
         batch = list(chips)
         if self.config.flip_average:
             # Test-time flip: the mirror image is the same person; averaging both views removes part of

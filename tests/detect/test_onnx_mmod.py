@@ -16,7 +16,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from faceprint.detect import onnx_mmod
 from faceprint.detect.mmod_decode import (
     MmodDetection,
     box_iou,
@@ -31,6 +30,7 @@ from faceprint.detect.mmod_decode import (
     tiled_pyramid,
 )
 from faceprint.detect.onnx_mmod import OnnxMmodDetector
+from faceprint.embed import onnx as onnx_embed
 from faceprint.errors import BackendUnavailableError, ModelError, ModelNotFoundError, UsageError
 from faceprint.models.dlib_to_onnx import MMOD_PARAMS_KEY, BoxOverlap, DetectorWindow, MmodParams
 from faceprint.models.store import dlib_models_dir
@@ -358,7 +358,7 @@ def test_detector_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def missing() -> None:
         raise BackendUnavailableError("onnxruntime is not installed")
 
-    monkeypatch.setattr(onnx_mmod, "import_onnxruntime", missing)
+    monkeypatch.setattr(onnx_embed, "import_onnxruntime", missing)
     with pytest.raises(BackendUnavailableError):
         OnnxMmodDetector(path)
 

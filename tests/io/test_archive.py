@@ -17,9 +17,9 @@ from faceprint.io.archive import (
     Dataset,
     detect_kind,
     normalize_member_name,
-    write_bytes_atomic,
     write_deterministic_targz,
 )
+from faceprint.io.atomic import write_atomic
 
 TarMember = tuple[str, bytes | None, Callable[[tarfile.TarInfo], None] | None]
 
@@ -406,10 +406,10 @@ def test_targz_failure_during_writing_leaves_no_file(tmp_path: Path, monkeypatch
     assert list(tmp_path.iterdir()) == []
 
 
-def test_write_bytes_atomic_replaces_whole_file(tmp_path: Path) -> None:
+def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
     target = tmp_path / "output.csv"
     target.write_bytes(b"old")
-    write_bytes_atomic(target, b"new content")
+    write_atomic(target, b"new content")
     assert target.read_bytes() == b"new content"
     assert [p.name for p in tmp_path.iterdir()] == ["output.csv"]
 

@@ -96,7 +96,8 @@ from faceprint.errors import (
     InvalidSettingError,
     UsageError,
 )
-from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_bytes_atomic, write_deterministic_targz
+from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_deterministic_targz
+from faceprint.io.atomic import write_atomic
 from faceprint.pipeline import PipelineConfig
 from faceprint.types import Comparison
 
@@ -648,7 +649,7 @@ def run_enclave_job(
         for file_name in (OUTPUT_CSV, RUN_JSON, ERROR_FILE):
             data = files.get(f"{folder}/{file_name}")
             if data is not None:
-                write_bytes_atomic(target / file_name, data)
+                write_atomic(target / file_name, data)
             elif (target / file_name).exists():
                 (target / file_name).unlink()
     archive_path = write_deterministic_targz(files, output_dir / archive_name)

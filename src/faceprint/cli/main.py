@@ -33,6 +33,7 @@ from faceprint.cli.gallery import gallery_app, identify
 from faceprint.cli.models_cmd import models_add_command
 from faceprint.cli.pairs import pairs
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError, InputError
+from faceprint.io.atomic import open_atomic
 from faceprint.io.image import load_image
 from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.pipeline import Pipeline, load_pipeline
@@ -140,20 +141,19 @@ def embed(
     )
     failed = 0
     faces_written = 0
-    temp = output.with_name(output.name + ".tmp")
-    with temp.open("w", encoding="utf-8") as handle:
+    with open_atomic(output) as handle:
         for path in images:
             try:
                 image = load_image(path, limits=pipeline.config.limits)
                 faces = pipeline.embed_faces(image, largest_only=largest)
             except InputError as err:
                 failed += 1
-                handle.write(json.dumps({"image": str(path), "error": err.to_dict()}) + "\n")
+                handle.write(_json_line({"image": str(path), "error": err.to_dict()}))
                 continue
             if not faces:
                 failed += 1
                 error = {"code": "no_face", "message": f"{path}: no face found", "details": {}}
-                handle.write(json.dumps({"image": str(path), "error": error}) + "\n")
+                handle.write(_json_line({"image": str(path), "error": error}))
             for index, face in enumerate(faces):
                 face_print = face.faceprint
                 if face_print is None:
@@ -164,11 +164,14 @@ def embed(
                     "detection": face.detection.to_dict(),
                     "faceprint": face_print.to_dict(),
                 }
-                handle.write(json.dumps(record) + "\n")
+                handle.write(_json_line(record))
                 faces_written += 1
-    temp.replace(output)
     stderr().print(f"wrote {faces_written} faceprints from {len(images) - failed}/{len(images)} images to {output}")
     _exit_for(failed, len(images))
+
+
+def _json_line(record: dict[str, Any]) -> bytes:
+    return (json.dumps(record) + "\n").encode("utf-8")
 
 
 def _faceprint_for(pipeline: Pipeline, path: Path) -> tuple[Faceprint, str]:

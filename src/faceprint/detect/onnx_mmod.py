@@ -20,14 +20,12 @@ import numpy as np
 
 from faceprint.detect.dlib_hog import _clip_box
 from faceprint.detect.mmod_decode import MmodDetection, decode, pyramid_up, rect_down, tiled_pyramid
-from faceprint.embed.onnx import available_cores, import_onnxruntime
-from faceprint.errors import ModelError, ModelNotFoundError, UsageError
+from faceprint.embed.onnx import create_session
+from faceprint.errors import ModelError, UsageError
 from faceprint.models.dlib_to_onnx import MMOD_PARAMS_KEY, ConvertedModelCache, MmodParams
 from faceprint.types import Detection, RGBImage
 
 MAX_UPSAMPLE = 3
-_CUDA = "CUDAExecutionProvider"
-_CPU = "CPUExecutionProvider"
 
 
 class OnnxMmodDetector:
@@ -76,22 +74,9 @@ class OnnxMmodDetector:
         self.upsample = upsample
         self.adjust_threshold = adjust_threshold
         self.model_path = model_path
-        ort = import_onnxruntime()
-        if not model_path.is_file():
-            raise ModelNotFoundError(f"ONNX model {model_path} not found", details={"file": str(model_path)})
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads if intra_op_threads is not None else available_cores()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-        if providers is None:
-            providers = [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
-        try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=list(providers))
-        except Exception as err:  # onnxruntime raises its own pybind exception types
-            raise ModelError(f"cannot load ONNX model {model_path}: {err}", details={"file": str(model_path)}) from err
+        self._session = create_session(
+            model_path, intra_op_threads=intra_op_threads, providers=providers, allow_spinning=allow_spinning
+        )
 
         metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         if MMOD_PARAMS_KEY not in metadata:

@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.errors import UsageError
 from faceprint.models.spec import ModelSpec
 from faceprint.types import RGBImage
 
@@ -28,3 +29,18 @@ class Embedder(Protocol):
     def backend_name(self) -> str: ...
 
     def embed_chips(self, chips: Sequence[RGBImage]) -> npt.NDArray[np.float32]: ...
+
+
+def check_chips(spec: ModelSpec, chips: Sequence[RGBImage]) -> None:
+    """Every chip must be uint8 RGB of exactly the spec's input size (aligned by its template).
+
+    Raises:
+        UsageError: naming the first chip that is not.
+    """
+    width, height = spec.input_size_wh or (0, 0)
+    for index, chip in enumerate(chips):
+        if chip.dtype != np.uint8 or chip.shape != (height, width, 3):
+            raise UsageError(
+                f"chip {index} is {chip.dtype} {chip.shape}; {spec.id} needs uint8 ({height}, {width}, 3) RGB",
+                details={"index": index, "shape": list(chip.shape), "dtype": str(chip.dtype)},
+            )

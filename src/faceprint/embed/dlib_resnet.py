@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faceprint.detect.dlib_hog import import_dlib
+from faceprint.embed.base import check_chips
 from faceprint.errors import ModelError, ModelNotFoundError, UsageError
 from faceprint.models.spec import ModelSpec
 from faceprint.types import RGBImage
@@ -73,14 +74,7 @@ class DlibResnetEmbedder:
         dim = int(self._spec.embedding_dim or 0)
         if len(chips) == 0:
             return np.zeros((0, dim), dtype=np.float32)
-        width, height = self._spec.input_size_wh or (0, 0)
-        for index, chip in enumerate(chips):
-            if chip.dtype != np.uint8 or chip.shape != (height, width, 3):
-                raise UsageError(
-                    f"chip {index} is {chip.dtype} {chip.shape}; "
-                    f"{self._spec.id} needs uint8 ({height}, {width}, 3) RGB",
-                    details={"index": index, "shape": list(chip.shape), "dtype": str(chip.dtype)},
-                )
+        check_chips(self._spec, chips)
         batch = [np.ascontiguousarray(chip) for chip in chips]
         with self._lock:
             descriptors = self._model.compute_face_descriptor(batch)

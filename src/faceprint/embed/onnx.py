@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.embed.base import check_chips
 from faceprint.errors import BackendUnavailableError, ModelError, ModelNotFoundError, UsageError
 from faceprint.models.dlib_to_onnx import INPUT_NORMALIZATION_KEY, ConvertedModelCache
 from faceprint.models.spec import ModelSpec
@@ -53,6 +54,36 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def create_session(
+    model_path: Path,
+    *,
+    intra_op_threads: int | None = None,
+    providers: Sequence[str] | None = None,
+    allow_spinning: bool = False,
+) -> Any:
+    """An onnxruntime session set up the one way faceprint runs networks (embedders and detectors).
+
+    ``intra_op_threads`` defaults to every available core; one request runs at a time per session, so
+    inter-op parallelism would only fight the intra-op threads. Spinning is off by default: with a core
+    busy elsewhere, spinning threads halved throughput on a 2-core machine. CUDA is used when available.
+    """
+    ort = import_onnxruntime()
+    if not model_path.is_file():
+        raise ModelNotFoundError(f"ONNX model {model_path} not found", details={"file": str(model_path)})
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads if intra_op_threads is not None else available_cores()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    if providers is None:
+        providers = [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=options, providers=list(providers))
+    except Exception as err:  # onnxruntime raises its own pybind exception types
+        raise ModelError(f"cannot load ONNX model {model_path}: {err}", details={"file": str(model_path)}) from err
 
 
 def _declared_normalization(metadata: dict[str, str]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -122,24 +153,9 @@ class OnnxEmbedder:
             raise UsageError(f"intra_op_threads must be at least 1, got {intra_op_threads}")
         self._spec = spec
         self.model_path = model_path
-        ort = import_onnxruntime()
-        if not model_path.is_file():
-            raise ModelNotFoundError(f"ONNX model {model_path} not found", details={"file": str(model_path)})
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads if intra_op_threads is not None else available_cores()
-        # One request at a time per session: parallel operators would only fight the intra-op threads.
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
-        if providers is None:
-            providers = [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
-        try:
-            self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=list(providers))
-        except Exception as err:  # onnxruntime raises its own pybind exception types
-            raise ModelError(f"cannot load ONNX model {model_path}: {err}", details={"file": str(model_path)}) from err
-
+        self._session = create_session(
+            model_path, intra_op_threads=intra_op_threads, providers=providers, allow_spinning=allow_spinning
+        )
         self._input_name, self._output_name, self._fixed_batch = self._check_signature()
         self._mean, self._std = self._host_normalization(self._session.get_modelmeta().custom_metadata_map)
         self.batch_size = self._fixed_batch if self._fixed_batch is not None else batch_size
@@ -242,14 +258,7 @@ class OnnxEmbedder:
         return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
     def _prepare(self, chips: Sequence[RGBImage]) -> npt.NDArray[np.float32]:
-        width, height = self._spec.input_size_wh or (0, 0)
-        for index, chip in enumerate(chips):
-            if chip.dtype != np.uint8 or chip.shape != (height, width, 3):
-                raise UsageError(
-                    f"chip {index} is {chip.dtype} {chip.shape}; "
-                    f"{self._spec.id} needs uint8 ({height}, {width}, 3) RGB",
-                    details={"index": index, "shape": list(chip.shape), "dtype": str(chip.dtype)},
-                )
+        check_chips(self._spec, chips)
         batch = np.stack(chips).astype(np.float32)
         if self._spec.color_order == "bgr":
             batch = batch[..., ::-1]

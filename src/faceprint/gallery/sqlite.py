@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import tempfile
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
@@ -51,6 +50,7 @@ from faceprint.gallery.base import (
     TemplateNotFoundError,
     new_person_id,
 )
+from faceprint.io.atomic import open_atomic
 from faceprint.types import Faceprint
 
 EXPORT_FORMAT = "faceprint-gallery/1"
@@ -647,25 +647,16 @@ class SqliteGallery:
         }
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(json.dumps(header, sort_keys=True) + "\n")
-                for person in persons:
-                    record = {
-                        "person_id": person.person_id,
-                        "name": person.name,
-                        "is_unknown": person.is_unknown,
-                        "templates": by_person[person.person_id],
-                    }
-                    handle.write(json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
+        with open_atomic(target) as handle:
+            handle.write((json.dumps(header, sort_keys=True) + "\n").encode())
+            for person in persons:
+                record = {
+                    "person_id": person.person_id,
+                    "name": person.name,
+                    "is_unknown": person.is_unknown,
+                    "templates": by_person[person.person_id],
+                }
+                handle.write((json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode())
         return len(rows)
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> ImportSummary:

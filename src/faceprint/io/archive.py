@@ -39,13 +39,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import os
 import posixpath
 import re
-import secrets
 import stat
 import tarfile
 import zlib
@@ -62,6 +60,7 @@ from faceprint.errors import (
     MissingFileError,
     UnsafeArchiveMemberError,
 )
+from faceprint.io.atomic import open_atomic
 
 DatasetKind = Literal["directory", "tar", "tar.gz"]
 
@@ -528,61 +527,6 @@ class Dataset:
 
 
 # --- writing -----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def open_atomic(path: Path) -> Iterator[BinaryIO]:
-    """A binary handle whose content becomes ``path`` only when the ``with`` block ends cleanly.
-
-    The temp file lives in the target's folder (``os.replace`` is atomic only within one file system) and is
-    removed on any failure, so a crash never leaves half a file under the final name.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "x.bin"
-        >>> with open_atomic(target) as handle:
-        ...     _ = handle.write(b"ok")
-        >>> target.read_bytes()
-        b'ok'
-    """
-    target = Path(path)
-    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    # O_EXCL: never reuse someone else's file; 0o666 lets the umask decide, like any new output file.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
-    _fsync_folder(target.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), hence best effort.
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` all at once (temp file + ``os.replace``) and return the path.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> write_bytes_atomic(pathlib.Path(tempfile.mkdtemp()) / "a.txt", b"1").read_bytes()
-        b'1'
-    """
-    with open_atomic(path) as handle:
-        handle.write(data)
-    return Path(path)
 
 
 def _check_output_name(name: str) -> str:
