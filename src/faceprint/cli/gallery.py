@@ -43,6 +43,7 @@ from faceprint.gallery.base import GalleryNotFoundError, Person, resolve_person
 from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.identify import IdentifyRun, identify_images
 from faceprint.io.image import load_image
+from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.pipeline import Pipeline, load_pipeline
 from faceprint.types import Faceprint
 
@@ -102,10 +103,23 @@ def _image_files(inputs: Sequence[Path]) -> Iterator[Path]:
 
 
 def _pipeline(
-    *, detector: str, upsample: int, backend: str, no_flip: bool, calibration: Path | None = None
+    *,
+    detector: str,
+    upsample: int,
+    backend: str,
+    no_flip: bool,
+    calibration: Path | None = None,
+    galleries: Sequence[SqliteGallery] = (),
 ) -> Pipeline:
+    """The pipeline of the galleries' embedding model (the default model for a gallery not yet bound)."""
+    models = {g.model_id for g in galleries if g.model_id is not None}
+    if len(models) > 1:
+        raise ContractMismatchError(f"the galleries hold faceprints of different models: {', '.join(sorted(models))}")
+    model = models.pop() if models else DLIB_RESNET_ID
     return load_pipeline(
-        pipeline_config(detector=detector, upsample=upsample, backend=backend, no_flip=no_flip, calibration=calibration)
+        pipeline_config(
+            model=model, detector=detector, upsample=upsample, backend=backend, no_flip=no_flip, calibration=calibration
+        )
     )
 
 
@@ -191,7 +205,9 @@ def enroll_command(
         if not plan:
             raise UsageError("no person sub-folders found in " + ", ".join(str(p) for p in inputs))
     with open_gallery(name) as gallery:
-        pipeline = _pipeline(detector=detector, upsample=upsample, backend=backend, no_flip=no_flip)
+        pipeline = _pipeline(
+            detector=detector, upsample=upsample, backend=backend, no_flip=no_flip, galleries=[gallery]
+        )
         _check_contract(gallery, pipeline)
         enrolled: list[dict[str, Any]] = []
         skipped: list[_Skipped] = []
@@ -487,7 +503,12 @@ def identify(
         if index_unknowns is not None:
             sink = opened.get(index_unknowns) or stack.enter_context(open_gallery(index_unknowns, create=True))
         pipeline = _pipeline(
-            detector=detector, upsample=upsample, backend=backend, no_flip=no_flip, calibration=calibration
+            detector=detector,
+            upsample=upsample,
+            backend=backend,
+            no_flip=no_flip,
+            calibration=calibration,
+            galleries=list(opened.values()),
         )
         for gallery in [*opened.values(), *([sink] if sink is not None else [])]:
             _check_contract(gallery, pipeline)
