@@ -74,10 +74,13 @@ def test_devtest_accuracy(devtest: Scored) -> None:
         f"\nLFW View 1 DevTest, 1000 pairs, threshold {devtest.threshold:.4f} (from DevTrain): "
         f"accuracy {metrics.accuracy:.4f}, recall {metrics.recall}, specificity {metrics.specificity}"
     )
-    assert metrics.accuracy >= 0.985  # the foundation's floor; the calibrated pipeline's is below
+    # Measured 98.90% (docs/accuracy.md); the floor leaves room for 3 pairs to flip on other CPUs' numerics.
+    assert metrics.accuracy >= 0.987
 
 
 def test_devtest_calibration(devtest: Scored) -> None:
     quality = calibration_quality(devtest.probabilities, devtest.labels)
     print(f"\nLFW DevTest calibration: ECE {quality.expected_calibration_error:.4f}, Brier {quality.brier_score:.4f}")
     assert np.all((devtest.probabilities >= 0) & (devtest.probabilities <= 1))
+    assert quality.expected_calibration_error <= 0.02  # measured 0.0086
+    assert quality.brier_score <= 0.015  # measured 0.0092
