@@ -41,7 +41,7 @@ _SHARED_PAIRS = (
     ("obama.jpg", "obama2.jpg"),
     ("obama.jpg", "obama-480p.jpg"),
     ("obama.jpg", "biden.jpg"),
-    ("biden.jpg", "two_people.jpg"),
+    ("obama2.jpg", "two_people.jpg"),
     ("alex-lacamoire.png", "lin-manuel-miranda.png"),
     ("lin-manuel-miranda.png", "obama2.jpg"),
 )
