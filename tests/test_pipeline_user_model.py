@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from faceprint.errors import ChecksumMismatchError, ContractMismatchError, ModelNotFoundError, UsageError
 from faceprint.models.catalog import DLIB_RESNET_ID, builtin_specs
 from faceprint.models.registry import ModelRegistry
 from faceprint.pipeline import Pipeline, PipelineConfig, load_pipeline
+from faceprint.testing import tiny_embedder_onnx
 
 MODEL_ID = "tiny-arcface-512"
 DIM = 512
@@ -31,21 +31,7 @@ def weights() -> npt.NDArray[np.float32]:
 
 
 def write_model(path: Path, weights: npt.NDArray[np.float32]) -> Path:
-    nodes = [
-        helper.make_node("AveragePool", ["x"], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
-        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-        helper.make_node("MatMul", ["flat", "w"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny_arcface",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 112, 112])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", DIM])],
-        initializer=[numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path.write_bytes(model.SerializeToString())
+    path.write_bytes(tiny_embedder_onnx(weights, name="tiny_arcface"))
     return path
 
 

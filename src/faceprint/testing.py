@@ -30,6 +30,7 @@ import io
 import os
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from faceprint import __version__
@@ -171,3 +172,29 @@ def _png(pixels: RGBImage) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def tiny_embedder_onnx(weights: npt.NDArray[np.float32], *, name: str = "tiny") -> bytes:
+    """A tiny ONNX embedding model: ``(n, 3, 112, 112)`` -> 8x8 average pool -> flatten (588) -> MatMul.
+
+    ``weights`` is ``(588, dim)``; the output is ``(n, dim)``. Tests use it to run the real ONNX code paths
+    (registry, OnnxEmbedder, pipeline) without any downloaded model.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    dim = int(weights.shape[1])
+    nodes = [
+        helper.make_node("AveragePool", ["x"], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
+        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+        helper.make_node("MatMul", ["flat", "w"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 112, 112])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", dim])],
+        initializer=[numpy_helper.from_array(weights, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from faceprint.cli.main import app
@@ -28,28 +27,13 @@ from faceprint.models.registry import (
     spec_to_mapping,
 )
 from faceprint.models.store import ModelStore
+from faceprint.testing import tiny_embedder_onnx
 
 MODEL_ID = "tiny-linear-512"
 
 
 def tiny_onnx_bytes(seed: int = 0, dim: int = 512) -> bytes:
-    """``(n, 3, 112, 112)`` -> 8x8 average pooling -> flatten (588) -> MatMul -> ``(n, dim)``."""
-    weights = np.random.default_rng(seed).normal(0, 0.05, (588, dim)).astype(np.float32)
-    nodes = [
-        helper.make_node("AveragePool", ["x"], ["pooled"], kernel_shape=[8, 8], strides=[8, 8]),
-        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-        helper.make_node("MatMul", ["flat", "w"], ["y"]),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 112, 112])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", dim])],
-        initializer=[numpy_helper.from_array(weights, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return bytes(model.SerializeToString())
+    return tiny_embedder_onnx(np.random.default_rng(seed).normal(0, 0.05, (588, dim)).astype(np.float32))
 
 
 def spec_text(data: bytes, *, model_id: str = MODEL_ID, name: str = "tiny.onnx", extra: str = "") -> str:

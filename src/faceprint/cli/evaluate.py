@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -81,6 +81,11 @@ def _ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
+def _options(*, face: str, workers: int | None, quiet: bool, **pipeline: Any) -> EvaluationOptions:
+    """The options both commands share; ``pipeline`` holds the keyword arguments of ``pipeline_config``."""
+    return EvaluationOptions(pipeline=pipeline_config(**pipeline), face=_face(face), workers=workers, quiet=quiet)
+
+
 @handle_errors
 def evaluate(
     pairs: PairsArgument = None,
@@ -115,20 +120,18 @@ def evaluate(
     if importlib.util.find_spec("matplotlib") is None:
         # Checked now, not when the plots are drawn after minutes of embedding.
         raise BackendUnavailableError("the report's plots need matplotlib: pip install 'faceprint[eval]'")
-    options = EvaluationOptions(
-        pipeline=pipeline_config(
-            model=model,
-            detector=detector,
-            upsample=upsample,
-            backend=backend,
-            calibration=calibration,
-            no_fallback=no_fallback,
-            no_flip=no_flip,
-            assume_cropped=assume_cropped,
-        ),
-        face=_face(face),
+    options = _options(
+        face=face,
         workers=workers,
         quiet=quiet,
+        model=model,
+        detector=detector,
+        upsample=upsample,
+        backend=backend,
+        calibration=calibration,
+        no_fallback=no_fallback,
+        no_flip=no_flip,
+        assume_cropped=assume_cropped,
     )
     report = evaluate_pairs(pairs_path, images_dir, options=options)
     files = write_report(report, output_dir)
@@ -196,19 +199,17 @@ def calibrate(
         raise UsageError(f"output {output} is a folder; give a file name such as calib.json")
     if not output.parent.is_dir():
         raise UsageError(f"the folder of output {output} does not exist")
-    options = EvaluationOptions(
-        pipeline=pipeline_config(
-            model=model,
-            detector=detector,
-            upsample=upsample,
-            backend=backend,
-            no_fallback=no_fallback,
-            no_flip=no_flip,
-            assume_cropped=assume_cropped,
-        ),
-        face=_face(face),
+    options = _options(
+        face=face,
         workers=workers,
         quiet=quiet,
+        model=model,
+        detector=detector,
+        upsample=upsample,
+        backend=backend,
+        no_fallback=no_fallback,
+        no_flip=no_flip,
+        assume_cropped=assume_cropped,
     )
     record = calibrate_pairs(pairs_path, images_dir, options=options)
     path = save_calibration(record, output)
