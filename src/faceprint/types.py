@@ -98,6 +98,65 @@ class Detection:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class FaceQuality:
+    """How easy one face is to recognise, measured once by the engine (see :mod:`faceprint.quality`).
+
+    Example:
+        >>> q = FaceQuality(interocular_px=42.0, detector_score=1.1, detector_stage="hog@1",
+        ...                 yaw_deg=5.0, pitch_deg=-2.0, blur_laplacian_var=310.0, exposure_mean=0.45,
+        ...                 exposure_clipped_fraction=0.01)
+        >>> FaceQuality.from_dict(q.to_dict()) == q
+        True
+    """
+
+    interocular_px: float
+    """Distance between the eye centres, in pixels of the decoded image."""
+    detector_score: float
+    """The detector's own score (HOG margin or MMOD confidence; 0 for an assumed crop)."""
+    detector_stage: str
+    """The cascade stage that found the face: ``hog@0``, ``hog@1``, ``hog@2``, ``mmod``, ``low_confidence``,
+    ``assumed_crop``."""
+    yaw_deg: float
+    """Left-right head turn estimated from the 5 landmarks, degrees (0 frontal, about ±90 profile)."""
+    pitch_deg: float
+    """Up-down head tilt estimated from the 5 landmarks, degrees (0 level)."""
+    blur_laplacian_var: float
+    """Variance of the Laplacian of the grey chip (higher is sharper)."""
+    exposure_mean: float
+    """Mean luminance of the chip, 0-1."""
+    exposure_clipped_fraction: float
+    """Fraction of chip pixels at or near black or white (0-1)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "interocular_px": round(float(self.interocular_px), 3),
+            "detector_score": round(float(self.detector_score), 4),
+            "detector_stage": self.detector_stage,
+            "yaw_deg": round(float(self.yaw_deg), 2),
+            "pitch_deg": round(float(self.pitch_deg), 2),
+            "blur_laplacian_var": round(float(self.blur_laplacian_var), 2),
+            "exposure_mean": round(float(self.exposure_mean), 4),
+            "exposure_clipped_fraction": round(float(self.exposure_clipped_fraction), 4),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FaceQuality:
+        try:
+            return cls(
+                interocular_px=float(data["interocular_px"]),
+                detector_score=float(data["detector_score"]),
+                detector_stage=str(data["detector_stage"]),
+                yaw_deg=float(data["yaw_deg"]),
+                pitch_deg=float(data["pitch_deg"]),
+                blur_laplacian_var=float(data["blur_laplacian_var"]),
+                exposure_mean=float(data["exposure_mean"]),
+                exposure_clipped_fraction=float(data["exposure_clipped_fraction"]),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise FaceprintFormatError(f"malformed face quality: {err}") from err
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Faceprint:
     """A face embedding and everything needed to compare it safely.
@@ -116,6 +175,8 @@ class Faceprint:
     contract_id: str
     package_version: str
     model_options: Mapping[str, Any] = field(default_factory=dict)
+    quality: FaceQuality | None = None
+    """The quality of the face it was made from, when the engine measured it (not part of equality)."""
 
     def __post_init__(self) -> None:
         vector = np.asarray(self.vector)
@@ -171,6 +232,7 @@ class Faceprint:
             "model_options": dict(self.model_options),
             "dim": self.dim,
             "vector": [float(v) for v in self.vector],
+            **({"quality": self.quality.to_dict()} if self.quality is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -190,6 +252,7 @@ class Faceprint:
                 contract_id=str(data["contract_id"]),
                 package_version=str(data["package_version"]),
                 model_options=dict(data.get("model_options", {})),
+                quality=FaceQuality.from_dict(data["quality"]) if data.get("quality") is not None else None,
             )
         except FaceprintFormatError:
             raise
@@ -258,10 +321,11 @@ class Faceprint:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Face:
-    """A detected face with its aligned chip and, once embedded, its faceprint."""
+    """A detected face, its quality once measured and, once embedded, its faceprint."""
 
     detection: Detection
     faceprint: Faceprint | None = None
+    quality: FaceQuality | None = None
 
 
 @dataclass(frozen=True, slots=True)
