@@ -117,12 +117,13 @@ class Pipeline:
 
     # --- detection -------------------------------------------------------------------------------------
 
-    def _run_detector(self, detector: Detector, image: RGBImage) -> list[Detection]:
+    def _run_detector(self, detector: Detector, image: RGBImage, *, max_side_px: int | None = None) -> list[Detection]:
         height, width = image.shape[:2]
         longest = max(height, width)
-        if longest <= self.config.detect_max_side_px:
+        limit = self.config.detect_max_side_px if max_side_px is None else max_side_px
+        if longest <= limit:
             return detector.detect(image)
-        scale = self.config.detect_max_side_px / longest
+        scale = limit / longest
         small_wh = (max(1, round(width * scale)), max(1, round(height * scale)))
         small = np.asarray(Image.fromarray(image).resize(small_wh, Image.Resampling.BILINEAR, reducing_gap=2.0))
         back_x, back_y = width / small_wh[0], height / small_wh[1]
@@ -141,7 +142,15 @@ class Pipeline:
             for d in detector.detect(np.ascontiguousarray(small))
         ]
 
-    def detect_faces(self, image: RGBImage, *, largest_only: bool = False) -> list[Detection]:
+    def detect_faces(
+        self,
+        image: RGBImage,
+        *,
+        largest_only: bool = False,
+        cheap_first: bool = False,
+        selection: FaceSelection | None = None,
+        max_side_px: int | None = None,
+    ) -> list[Detection]:
         """All faces with landmarks, the selected face first (``config.face_selection``).
 
         ``"primary"`` (default) orders by :func:`face_prominence`, size discounted by distance from the
@@ -151,20 +160,33 @@ class Pipeline:
         frontal faces of ~80 px and up; only when it finds nothing does the configured detector run. A
         face the cheap pass misses while it finds a smaller one is possible (a strongly turned head, say):
         callers that must see every face use the default, ``largest_only=False``.
+
+        ``cheap_first`` runs that cheap pass first but returns every face it found; ``selection`` overrides
+        ``config.face_selection`` for this call (a long-lived engine serves calls with different rules);
+        ``max_side_px`` overrides ``config.detect_max_side_px`` (video's ``face_detection_scale``).
         """
-        ranked = self._ranked_detections(image, cheap_first=largest_only)
+        ranked = self._ranked_detections(
+            image, cheap_first=largest_only or cheap_first, selection=selection, max_side_px=max_side_px
+        )
         return ranked[:1] if largest_only else ranked
 
-    def _ranked_detections(self, image: RGBImage, *, cheap_first: bool) -> list[Detection]:
+    def _ranked_detections(
+        self,
+        image: RGBImage,
+        *,
+        cheap_first: bool,
+        selection: FaceSelection | None = None,
+        max_side_px: int | None = None,
+    ) -> list[Detection]:
         """Every face of the detection pass that found any, with landmarks, the selected face first."""
         found: list[Detection] = []
         if cheap_first and self.fast_detector is not None:
-            found = self._run_detector(self.fast_detector, image)
+            found = self._run_detector(self.fast_detector, image, max_side_px=max_side_px)
         if not found:
-            found = self._run_detector(self.detector, image)
+            found = self._run_detector(self.detector, image, max_side_px=max_side_px)
         detections = [d.with_landmarks(self.landmarker.landmarks(image, d)) for d in found]
         size_wh = (image.shape[1], image.shape[0])
-        if self.config.face_selection == "primary":
+        if (self.config.face_selection if selection is None else selection) == "primary":
             detections.sort(key=lambda d: face_prominence(d, size_wh), reverse=True)
         else:
             detections.sort(key=face_size_px, reverse=True)
