@@ -148,3 +148,73 @@ class FaceprintFormatError(InputError):
     """A serialised faceprint (JSON or int16) that cannot be read."""
 
     code = "faceprint_format"
+
+
+class ImageTooSmallError(InputError):
+    """An image with a side below the decode limit: no face fits, and detectors fail on such shapes."""
+
+    code = "image_too_small"
+
+
+# --- outputs -----------------------------------------------------------------------------------------
+# Checked before any work starts (faceprint.io.output), and mapped from errno at write time
+# (faceprint.io.atomic), so a bad output never costs the work done, nor destroys an input.
+
+EXIT_OUTPUT = 73
+"""The output cannot be written (sysexits' EX_CANTCREAT): full disk, read-only file system, permission."""
+
+
+class OutputPathError(UsageError):
+    """An output path that cannot be used; found before any work starts."""
+
+    code = "output_path_error"
+
+
+class OutputIsInputError(OutputPathError):
+    code = "output_is_input"
+
+
+class OutputNotRegularError(OutputPathError):
+    """The output names a device node, FIFO or socket: replacing it would destroy it."""
+
+    code = "output_not_regular"
+
+
+class OutputIsDirectoryError(OutputPathError):
+    code = "output_is_directory"
+
+
+class OutputNotDirectoryError(OutputPathError):
+    code = "output_not_directory"
+
+
+class OutputParentMissingError(OutputPathError):
+    code = "output_parent_missing"
+
+
+class OutputWriteError(FaceprintError):
+    """Writing an output failed for a reason of the file system, not of the data."""
+
+    code = "output_write_error"
+    exit_code = EXIT_OUTPUT
+    http_status = 507
+
+
+class OutputNotWritableError(OutputWriteError):
+    code = "output_not_writable"
+    http_status = 500
+
+
+class ReadOnlyOutputError(OutputWriteError):
+    code = "read_only_output"
+    http_status = 500
+
+
+class DiskFullError(OutputWriteError):
+    code = "disk_full"
+
+
+class NoPairsError(PairsFileError):
+    """A ``pairs.csv`` that is empty or holds only a header: the dataset has nothing to score."""
+
+    code = "no_pairs"
