@@ -254,3 +254,70 @@ def test_resolve_refused_member_reports_why() -> None:
         with pytest.raises(UnsafeArchiveMemberError) as info:
             resolver.resolve(written)
         assert info.value is refused
+
+
+# --- hostile-probe regressions (issue 15) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2019/face.jpg",  # issue 15 #3: another folder's face.jpg must never stand in
+        "people/carl/1.jpg",
+        "file:///set/a.jpg",  # a URI names no dataset file
+        "file://set/a.jpg",
+        "https://example.com/a.jpg",
+        "C:\\photos\\a.jpg",
+        "C:a.jpg",
+    ],
+)
+def test_a_name_with_a_folder_never_falls_back_to_another_folders_basename(written: str) -> None:
+    resolver = NameResolver([*MEMBERS, "set/2020/face.jpg"], base_dir="set")
+    with pytest.raises(MissingFileError):
+        resolver.resolve(written)
+
+
+def test_a_bare_name_still_falls_back_to_its_unique_basename() -> None:
+    resolver = NameResolver(["set/pairs.csv", "set/2020/face.jpg"], base_dir="set")
+    assert resolver.resolve("face.jpg") == "set/2020/face.jpg"
+    assert resolver.resolve("2020/face.jpg") == "set/2020/face.jpg"
+
+
+def test_a_refused_member_with_a_folder_is_reported_only_for_its_own_folder() -> None:
+    refused = UnsafeArchiveMemberError("a/link.jpg: symbolic link", details={"name": "a/link.jpg"})
+    resolver = NameResolver([], rejected={"a/link.jpg": refused})
+    with pytest.raises(UnsafeArchiveMemberError):
+        resolver.resolve("a/link.jpg")
+    with pytest.raises(MissingFileError):
+        resolver.resolve("b/link.jpg")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # issue 15 #5: the quote opened on line 1 never closes; lines 2 and 3 are rows of their own
+        (b'a.jpg,"b.jpg\nc.jpg,d.jpg\ne.jpg,f.jpg\n', [(1, "malformed_csv"), (2, None), (3, None)]),
+        (b'a.jpg,"b.jpg\nc.jpg,d.jpg\ne.jpg,f.jpg', [(1, "malformed_csv"), (2, None), (3, None)]),
+        (b'"a.jpg,b.jpg\nc.jpg,d.jpg\n', [(1, "malformed_csv"), (2, None)]),
+        (b'a.jpg,b.jpg,"note\nc.jpg,d.jpg,x\ne.jpg,f.jpg\n', [(1, "malformed_csv"), (2, None), (3, None)]),
+        (b'x.jpg,y.jpg\na.jpg,"b.jpg\r\nc.jpg,d.jpg\r\n', [(1, None), (2, "malformed_csv"), (3, None)]),
+        # a closed multi-line note is one row, as spreadsheets write it
+        (b'a.jpg,b.jpg,"first line\nsecond, line"\nc.jpg,d.jpg\n', [(1, None), (3, None)]),
+    ],
+)
+def test_an_unterminated_quote_loses_no_later_row(data: bytes, expected: list[tuple[int, str | None]]) -> None:
+    table = parse_pairs_csv(data)
+    assert [(r.line, r.error_code) for r in table.rows] == expected
+    assert [r.row for r in table.rows] == list(range(1, len(expected) + 1))
+    assert all(r.file_b == "d.jpg" for r in table.rows if r.file_a == "c.jpg")
+    bad = [r for r in table.rows if not r.ok]
+    assert all("unterminated quote" in (r.error_message or "") for r in bad)
+
+
+def test_extra_width_is_computed_once_not_per_call() -> None:
+    # issue 15 #4: the writer asks per output row; a rescan per call made output O(n²)
+    data = b"".join(b"a%d.jpg,b.jpg%s\n" % (i, b",x" * (i % 3)) for i in range(1000))
+    table = parse_pairs_csv(data)
+    assert table.extra_width == 2
+    object.__setattr__(table, "rows", ())  # a rescan would now see no rows
+    assert table.extra_width == 2

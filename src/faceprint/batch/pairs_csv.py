@@ -11,8 +11,10 @@ The format is forgiving, because people write these by hand and with spreadsheet
 - quoted names with commas, quotes or spaces; blank lines skipped; spaces around a name are dropped.
 
 A malformed row (one column, an empty name, bytes that are not UTF-8, a csv syntax error) becomes a row
-with ``error_code`` set; the other rows are still read. Rows are numbered from 1 in data order (the
-output row), and ``line`` is where the row starts in the file, for people looking for it.
+with ``error_code`` set; the other rows are still read. An unterminated quote is one of them: when a quoted
+cell runs over lines that read as further pair rows (the delimiter and a file name), the row is reported
+alone, at its line, and reading resumes on the next line, so no later row is lost. Rows are numbered from 1
+in data order (the output row), and ``line`` is where the row starts in the file, for people looking for it.
 
 Example:
     >>> table = parse_pairs_csv(b'left,right,note\\r\\n"a, b.jpg",c.jpg,x\\n\\nd.png\\n')
@@ -28,8 +30,9 @@ import codecs
 import csv
 import io
 import posixpath
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from faceprint.errors import (
     AmbiguousFileError,
@@ -78,14 +81,19 @@ class PairsTable:
     header: tuple[str, ...] | None
     delimiter: str
     encoding: str
+    _extra_width: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Computed once: the writer asks for it per output row, and a scan per row made output O(n²).
+        widths = [len(row.extra) for row in self.rows]
+        if self.header is not None:
+            widths.append(max(0, len(self.header) - 2))
+        object.__setattr__(self, "_extra_width", max(widths, default=0))
 
     @property
     def extra_width(self) -> int:
         """The largest number of extra columns in any row (or the header)."""
-        widths = [len(row.extra) for row in self.rows]
-        if self.header is not None:
-            widths.append(max(0, len(self.header) - 2))
-        return max(widths, default=0)
+        return self._extra_width
 
     def extra_header(self) -> tuple[str, ...]:
         """Names for the extra columns: the header's, else ``extra_1``, ``extra_2``, …"""
@@ -182,19 +190,19 @@ def parse_pairs_csv(
     text, encoding = _decode(data)
     delimiter = sniff_delimiter(text)
     is_file = looks_like_file if looks_like_file is not None else looks_like_image_name
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=delimiter)
     rows: list[PairRow] = []
     header: tuple[str, ...] | None = None
     header_decided = has_header is not None
-    last_line = 0
     while True:
-        start = last_line + 1
+        lines.start_row()
         try:
             cells = next(reader)
         except StopIteration:
             break
         except csv.Error as err:
-            last_line = reader.line_num
+            start = lines.row_start
             rows.append(
                 PairRow(
                     row=len(rows) + 1,
@@ -206,7 +214,27 @@ def parse_pairs_csv(
                 )
             )
             continue
-        last_line = reader.line_num
+        start = lines.row_start
+        if lines.row_spans_lines() and _swallowed_lines(cells, delimiter, is_file):
+            # An unterminated quote: report this line alone and read the lines it swallowed again.
+            lines.reread_after_first()
+            if max_rows is not None and len(rows) >= max_rows:
+                raise CsvFormatError(
+                    f"{PAIRS_FILE_NAME}: more than {max_rows} rows (the limit)", details={"max_rows": max_rows}
+                )
+            first_line = _printable(lines.first_line_of_row().rstrip("\r\n"))
+            rows.append(
+                PairRow(
+                    row=len(rows) + 1,
+                    line=start,
+                    file_a=_printable(cells[0].strip()) if cells and not _LINE_BREAK_RE.search(cells[0]) else "",
+                    file_b="",
+                    error_code=_MALFORMED,
+                    error_message=f"line {start}: unterminated quote (a quoted name must end on its line): "
+                    f"{first_line[:200]}",
+                )
+            )
+            continue
         if not any(cell.strip() for cell in cells):
             continue  # blank line (or only separators)
         if not header_decided:
@@ -223,6 +251,64 @@ def parse_pairs_csv(
             )
         rows.append(_make_row(len(rows) + 1, start, cells, delimiter))
     return PairsTable(rows=tuple(rows), header=header, delimiter=delimiter, encoding=encoding)
+
+
+_LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+
+
+class _Lines:
+    """The lines of a text for ``csv.reader``, numbered, with the lines of the current row kept for a re-read."""
+
+    def __init__(self, text: str) -> None:
+        self._source = iter(io.StringIO(text, newline=""))
+        self._pushed: list[tuple[int, str]] = []
+        self._row: list[tuple[int, str]] = []
+        self._next_number = 1
+        self.row_start = 1
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._pushed:
+            number, line = self._pushed.pop()
+        else:
+            line = next(self._source)
+            number = self._next_number
+            self._next_number += 1
+        if not self._row:
+            self.row_start = number
+        self._row.append((number, line))
+        return line
+
+    def start_row(self) -> None:
+        self._row = []
+        self.row_start = self._pushed[-1][0] if self._pushed else self._next_number
+
+    def row_spans_lines(self) -> bool:
+        return len(self._row) > 1
+
+    def first_line_of_row(self) -> str:
+        return self._row[0][1] if self._row else ""
+
+    def reread_after_first(self) -> None:
+        """Hand every line of the current row but its first back, to be read again."""
+        self._pushed.extend(reversed(self._row[1:]))
+        self._row = self._row[:1]
+
+
+def _swallowed_lines(cells: list[str], delimiter: str, is_file: Callable[[str], bool]) -> bool:
+    """Whether a row read over several lines is an unterminated quote rather than a quoted multi-line cell.
+
+    A quoted cell may hold line breaks (a note from a spreadsheet, even a name); it is an unterminated quote
+    when a line it swallowed reads as a further pair row: the delimiter, and a file name on either side.
+    """
+    for cell in cells:
+        for continuation in _LINE_BREAK_RE.split(cell)[1:]:
+            parts = [part.strip().strip('"') for part in continuation.split(delimiter)]
+            if len(parts) >= 2 and (is_file(parts[0]) or is_file(parts[1])):
+                return True
+    return False
 
 
 def _make_row(number: int, line: int, cells: list[str], delimiter: str) -> PairRow:
@@ -275,10 +361,14 @@ def find_pairs_file(names: Iterable[str]) -> str:
     return found[0]
 
 
+_URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
 def _normalize_reference(name: str) -> str | None:
     """A name from the CSV as a dataset-relative POSIX path, or None if it leaves the dataset."""
     path = name.strip().replace("\\", "/")
-    if not path or path.startswith("/"):
+    if not path or path.startswith("/") or _URI_RE.match(path) or _DRIVE_RE.match(path):
         return None
     normalized = posixpath.normpath(path)
     if normalized == ".." or normalized.startswith("../"):
@@ -290,9 +380,13 @@ class NameResolver:
     """Maps the names written in ``pairs.csv`` to dataset members.
 
     Order: the exact path relative to the folder holding ``pairs.csv``, then relative to the dataset root,
-    then the unique member whose path ends with the name (for a bare name: the unique basename match).
+    then the unique member whose path ends with the name: for a bare name (no folder) the unique basename
+    match; for a name with a folder (``2019/face.jpg``) only a member under that same folder
+    (``photos/2019/face.jpg``), never a file of another folder that shares the basename (``2020/face.jpg``).
     Several candidates at that last step is :class:`~faceprint.errors.AmbiguousFileError`; none is
     :class:`~faceprint.errors.MissingFileError`; a member refused as unsafe raises its own error.
+    Absolute paths, ``..`` out of the dataset, drive letters and URIs (``file:///x/a.jpg``) are missing:
+    they do not name a file of the dataset.
 
     Example:
         >>> resolver = NameResolver(["data/a.jpg", "data/x/b.jpg", "data/y/b.jpg"], base_dir="data")
@@ -341,7 +435,10 @@ class NameResolver:
         details = {"name": name}
         reference = _normalize_reference(name)
         if reference is None:
-            raise MissingFileError(f"{name}: not a path inside the dataset", details=details)
+            hint = "a URL" if _URI_RE.match(name.strip()) else "an absolute path or one leaving the dataset"
+            raise MissingFileError(
+                f"{name}: {hint}, not a path inside the dataset (write it relative to the dataset)", details=details
+            )
         exact = [posixpath.join(self._base_dir, reference), reference] if self._base_dir else [reference]
         for candidate in exact:
             if candidate in self._rejected:
@@ -350,10 +447,10 @@ class NameResolver:
                 return candidate
         basename = posixpath.basename(reference)
         candidates = self._by_basename.get(basename, [])
-        if "/" in reference:
-            by_suffix = [c for c in candidates if c.endswith("/" + reference)]
-            if by_suffix:
-                candidates = by_suffix
+        has_folder = "/" in reference
+        if has_folder:
+            # The row names a folder: a file of another folder with the same basename is a different photo.
+            candidates = [c for c in candidates if c.endswith("/" + reference)]
         if len(candidates) == 1:
             return candidates[0]
         if len(candidates) > 1:
@@ -363,6 +460,10 @@ class NameResolver:
                 "write its path relative to the dataset",
                 details={"name": name, "candidates": candidates},
             )
-        if basename in self._rejected_by_basename:
+        if has_folder:
+            for rejected in self._rejected:
+                if rejected.endswith("/" + reference):
+                    raise self._rejected[rejected]
+        elif basename in self._rejected_by_basename:
             raise self._rejected[self._rejected_by_basename[basename]]
         raise MissingFileError(f"{name}: no such file in the dataset", details=details)
