@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -213,8 +213,8 @@ class GallerySnapshot:
 class Gallery(Protocol):
     """A store of persons and their templates for one embedding contract.
 
-    Implementations: :class:`faceprint.gallery.sqlite.SqliteGallery` (default, embedded). A server-side
-    engine (e.g. PostgreSQL + pgvector) implements the same methods.
+    Implementations: :class:`faceprint.gallery.sqlite.SqliteGallery` (default, embedded) and
+    :class:`faceprint.gallery.pgvector.PgvectorGallery` (PostgreSQL + pgvector, searched in the database).
     """
 
     @property
@@ -254,6 +254,68 @@ class Gallery(Protocol):
     ) -> Person: ...
 
     def snapshot(self) -> GallerySnapshot: ...
+
+    def search(
+        self,
+        faceprints: Sequence[Faceprint],
+        *,
+        top_k: int = 3,
+        min_similarity: float | None = None,
+        max_distance: float | None = None,
+        probability: Callable[[float], float] | None = None,
+        default_min_similarity: float | None = None,
+    ) -> list[IdentifyResult]:
+        """Top-k persons and the accepted one (or unknown) for every probe, searched where the gallery lives.
+
+        SQLite galleries search in process (numpy, or FAISS when large); PostgreSQL galleries search in the
+        database. Several galleries at once: :func:`faceprint.gallery.search.search`.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PersonCandidate:
+    """A person found by a search, with their exact similarity (max over their templates), before any cut-off."""
+
+    gallery: str
+    person_id: str
+    name: str
+    is_unknown: bool
+    similarity: float
+
+
+@runtime_checkable
+class DatabaseSearch(Protocol):
+    """A gallery whose own engine finds the nearest persons, so that no copy of its templates is downloaded.
+
+    :class:`faceprint.gallery.search.MultiGalleryIndex` asks such galleries for their candidates instead of
+    reading a :class:`GallerySnapshot`, and merges them with those of in-process galleries.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def contract_id(self) -> str | None: ...
+
+    @property
+    def engine_key(self) -> str:
+        """Galleries with equal keys live in one database and are searched together, in one query."""
+        ...
+
+    def template_count(self) -> int: ...
+
+    def person_count(self) -> int: ...
+
+    def dim(self) -> int | None:
+        """The template dimension, None while no template was enrolled."""
+        ...
+
+    def nearest_persons(
+        self, unit_queries: npt.NDArray[np.float32], *, top_k: int, together: Sequence[DatabaseSearch] = ()
+    ) -> list[list[PersonCandidate]]:
+        """For each (unit-length) query row, up to ``top_k`` persons of this gallery and of ``together``, best first."""
+        ...
 
 
 def check_same_contract(contract_ids: Sequence[tuple[str, str | None]]) -> str | None:

@@ -26,14 +26,16 @@ import numpy as np
 from faceprint.compare import distance_from_similarity
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import (
+    DatabaseSearch,
     Gallery,
     GallerySnapshot,
     IdentifyResult,
     Person,
+    PersonCandidate,
     SearchHit,
     check_same_contract,
 )
-from faceprint.gallery.index import FAISS_MIN_TEMPLATES, IndexBackend, PersonIndex
+from faceprint.gallery.index import FAISS_MIN_TEMPLATES, IndexBackend, PersonIndex, normalize_rows
 from faceprint.types import Faceprint
 
 ProbabilityFn = Callable[[float], float]
@@ -100,6 +102,11 @@ class _PersonKey:
 class MultiGalleryIndex:
     """One index over the templates of several galleries; build once, search many probes.
 
+    In-process galleries (SQLite) are read once into one numpy/FAISS index; galleries that search in their
+    own database (:class:`~faceprint.gallery.base.DatabaseSearch`, e.g. PostgreSQL + pgvector) are asked
+    for their exact top-k persons at search time, one query per database, and the lists are merged by
+    similarity. Either way a person's similarity is the max over their templates.
+
     Args:
         galleries: galleries sharing one embedding contract (empty, unbound ones are allowed; no gallery at
             all makes every probe unknown).
@@ -121,16 +128,32 @@ class MultiGalleryIndex:
         backend: IndexBackend = "auto",
         faiss_min_templates: int = FAISS_MIN_TEMPLATES,
     ) -> None:
-        snapshots = [gallery.snapshot() for gallery in galleries]
-        names = [snapshot.name for snapshot in snapshots]
+        names = [gallery.name for gallery in galleries]
         if len(set(names)) != len(names):
             raise UsageError(f"galleries must have distinct names, got {names}")
-        self._contract_id = check_same_contract([(f"gallery {s.name!r}", s.contract_id) for s in snapshots])
+        in_database = [gallery for gallery in galleries if isinstance(gallery, DatabaseSearch)]
+        snapshots = [gallery.snapshot() for gallery in galleries if not isinstance(gallery, DatabaseSearch)]
+        self._contract_id = check_same_contract(
+            [(f"gallery {s.name!r}", s.contract_id) for s in snapshots]
+            + [(f"gallery {g.name!r}", g.contract_id) for g in in_database]
+        )
         self._model_id = self._contract_id.rsplit(":", 1)[0] if self._contract_id is not None else None
         self._keys: list[_PersonKey] = []
         vectors: list[np.ndarray] = []
         rows: list[np.ndarray] = []
         dims = {s.vectors.shape[1] for s in snapshots if s.template_count}
+        dims |= {dim for dim in (g.dim() for g in in_database) if dim is not None}
+        # Galleries of one database are searched together, in one query per search.
+        self._database_groups: list[list[DatabaseSearch]] = []
+        for gallery in in_database:
+            group = next((g for g in self._database_groups if g[0].engine_key == gallery.engine_key), None)
+            if group is None:
+                self._database_groups.append([gallery])
+            else:
+                group.append(gallery)
+        self._database_templates = sum(g.template_count() for g in in_database)
+        self._database_persons = sum(g.person_count() for g in in_database)
+        self._names = tuple(names)
         if len(dims) > 1:
             raise ContractMismatchError(f"galleries hold templates of different dimensions: {sorted(dims)}")
         for snapshot in snapshots:
@@ -159,19 +182,22 @@ class MultiGalleryIndex:
 
     @property
     def backend(self) -> str:
+        """``numpy`` or ``faiss`` (in process), ``database`` when every gallery searches in its database."""
+        if self._database_groups and not self._snapshots:
+            return "database"
         return self._index.backend
 
     @property
     def template_count(self) -> int:
-        return self._index.template_count
+        return self._index.template_count + self._database_templates
 
     @property
     def person_count(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + self._database_persons
 
     @property
     def gallery_names(self) -> tuple[str, ...]:
-        return tuple(snapshot.name for snapshot in self._snapshots)
+        return self._names
 
     def resolve_min_similarity(
         self,
@@ -224,24 +250,54 @@ class MultiGalleryIndex:
             [("the galleries", self._contract_id)] + [(f"probe {i}", fp.contract_id) for i, fp in enumerate(faceprints)]
         )
         queries = np.stack([fp.vector for fp in faceprints]).astype(np.float32)
-        found = self._index.search(queries, top_k=top_k)
+        found = self._candidates(queries, top_k)
         results: list[IdentifyResult] = []
         for hits in found:
-            matches = tuple(self._hit(person, similarity, probability) for person, similarity in hits)
+            matches = tuple(self._hit(candidate, probability) for candidate in hits)
             best = matches[0] if matches and matches[0].similarity >= cutoff else None
             results.append(IdentifyResult(matches=matches, best=best, min_similarity=cutoff))
         return results
 
-    def _hit(self, person_number: int, similarity: float, probability: ProbabilityFn | None) -> SearchHit:
+    def _candidates(self, queries: np.ndarray, top_k: int) -> list[list[PersonCandidate]]:
+        """The top-k persons of every source (in-process index, each database) merged, best first."""
+        local = [
+            [self._candidate(person, similarity) for person, similarity in hits]
+            for hits in self._index.search(queries, top_k=top_k)
+        ]
+        if not self._database_groups:
+            return local
+        unit = normalize_rows(queries)
+        merged = local
+        for group in self._database_groups:
+            found = group[0].nearest_persons(unit, top_k=top_k, together=group[1:])
+            # Each list is exact and sorted; a stable sort keeps in-process hits first on ties.
+            merged = [
+                sorted(mine + theirs, key=lambda c: -c.similarity)[:top_k]
+                for mine, theirs in zip(merged, found, strict=True)
+            ]
+        return merged
+
+    def _candidate(self, person_number: int, similarity: float) -> PersonCandidate:
         key = self._keys[person_number]
-        return SearchHit(
+        return PersonCandidate(
+            gallery=key.gallery,
             person_id=key.person.person_id,
             name=key.person.name,
+            is_unknown=key.person.is_unknown,
+            similarity=similarity,
+        )
+
+    @staticmethod
+    def _hit(candidate: PersonCandidate, probability: ProbabilityFn | None) -> SearchHit:
+        similarity = candidate.similarity
+        return SearchHit(
+            person_id=candidate.person_id,
+            name=candidate.name,
             similarity=similarity,
             distance=distance_from_similarity(similarity),
             probability=None if probability is None else float(probability(similarity)),
-            is_unknown=key.person.is_unknown,
-            gallery=key.gallery,
+            is_unknown=candidate.is_unknown,
+            gallery=candidate.gallery,
         )
 
 

@@ -28,7 +28,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from faceprint.gallery.base import (
     GalleryFormatError,
     GalleryNotFoundError,
     GallerySnapshot,
+    IdentifyResult,
     Person,
     PersonNotFoundError,
     Template,
@@ -603,6 +604,33 @@ class SqliteGallery:
         )
         self._snapshot = snapshot
         return snapshot
+
+    def search(
+        self,
+        faceprints: Sequence[Faceprint],
+        *,
+        top_k: int = 3,
+        min_similarity: float | None = None,
+        max_distance: float | None = None,
+        probability: Callable[[float], float] | None = None,
+        default_min_similarity: float | None = None,
+    ) -> list[IdentifyResult]:
+        """Search this gallery in process (numpy, or FAISS when large); several galleries: ``gallery.search``.
+
+        Example:
+            >>> gallery.search([probe], top_k=3, max_distance=0.45)[0].best.name  # doctest: +SKIP
+            'Jane Doe'
+        """
+        from faceprint.gallery.search import MultiGalleryIndex
+
+        return MultiGalleryIndex([self]).search(
+            faceprints,
+            top_k=top_k,
+            min_similarity=min_similarity,
+            max_distance=max_distance,
+            probability=probability,
+            default_min_similarity=default_min_similarity,
+        )
 
     # --- export / import ----------------------------------------------------------------------------------
 
