@@ -218,3 +218,15 @@ class NoPairsError(PairsFileError):
     """A ``pairs.csv`` that is empty or holds only a header: the dataset has nothing to score."""
 
     code = "no_pairs"
+
+
+class NotRegularFileError(InputError):
+    """A path that is a FIFO, device or socket where a file was expected: never opened (a FIFO would hang)."""
+
+    code = "not_regular_file"
+
+
+class UnreadableMemberError(UnsafeArchiveMemberError):
+    """A file or sub-folder of a dataset folder that cannot be read (permissions): refused alone."""
+
+    code = "unreadable_member"
