@@ -341,6 +341,9 @@ class Comparison:
     is_match: bool
     """``similarity >= threshold`` at the model's operating threshold."""
     threshold: float
+    """The minimum similarity this pair needed to match (quality-aware calibrations move it per pair)."""
+    flags: tuple[str, ...] = ()
+    """Why the probability deserves less trust, e.g. ``("low_quality",)`` (see :mod:`faceprint.compare`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -349,4 +352,5 @@ class Comparison:
             "probability": round(self.probability, 6),
             "match": self.is_match,
             "threshold": self.threshold,
+            "flags": list(self.flags),
         }

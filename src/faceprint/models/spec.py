@@ -41,33 +41,116 @@ class ModelFile:
 
 
 @dataclass(frozen=True, slots=True)
+class QualityTerm:
+    """One pair-quality feature of a quality-aware calibration (see docs/calibration.md).
+
+    The feature (named as in :data:`faceprint.compare.PAIR_FEATURES`) is clamped to ``[low, high]``, the
+    range it was fitted on, and enters centred on ``reference``: it adds ``slope * (x - reference)`` to the
+    similarity coefficient and ``intercept * (x - reference)`` to the intercept.
+    """
+
+    feature: str
+    reference: float
+    low: float
+    high: float
+    slope: float
+    intercept: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "reference": self.reference,
+            "low": self.low,
+            "high": self.high,
+            "slope": self.slope,
+            "intercept": self.intercept,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QualityTerm:
+        return cls(
+            feature=str(data["feature"]),
+            reference=float(data["reference"]),
+            low=float(data["low"]),
+            high=float(data["high"]),
+            slope=float(data["slope"]),
+            intercept=float(data["intercept"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QualityModel:
+    """The quality part of a quality-aware calibration: the terms and the face quality it was fitted on.
+
+    ``face_ranges`` maps a :class:`~faceprint.types.FaceQuality` measure (``interocular_px``,
+    ``abs_yaw_deg``, ``blur_laplacian_var``, ...) to the range of the faces fitted; ``stages`` lists the
+    detector stages seen in fitting. A face outside them still gets a probability, but flagged.
+    """
+
+    terms: tuple[QualityTerm, ...]
+    face_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    stages: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "terms": [term.to_dict() for term in self.terms],
+            "face_ranges": {name: [low, high] for name, (low, high) in sorted(self.face_ranges.items())},
+            "stages": list(self.stages),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QualityModel:
+        ranges = {str(name): (float(pair[0]), float(pair[1])) for name, pair in dict(data["face_ranges"]).items()}
+        return cls(
+            terms=tuple(QualityTerm.from_dict(dict(term)) for term in data["terms"]),
+            face_ranges=ranges,
+            stages=tuple(str(stage) for stage in data.get("stages", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Calibration:
     """A fitted map from similarity to P(same person): ``p = 1 / (1 + exp(-(slope * s + intercept)))``.
 
-    ``provenance`` records where the numbers come from (data set, pair counts, date, method).
+    With ``method="quality"`` the slope and intercept are those of a pair of faces at the reference
+    quality, and ``quality`` moves both with the pair's face quality (``faceprint.compare``); without
+    known face quality the reference sigmoid applies. ``provenance`` records where the numbers come from
+    (data set, pair counts, date, method).
     """
 
     slope: float
     intercept: float
-    method: Literal["platt"] = "platt"
+    method: Literal["platt", "quality"] = "platt"
     provenance: dict[str, Any] = field(default_factory=dict)
+    quality: QualityModel | None = None
+
+    def __post_init__(self) -> None:
+        if (self.method == "quality") != (self.quality is not None):
+            raise ValueError("a 'quality' calibration needs a quality model, and only it has one")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "method": self.method,
             "slope": self.slope,
             "intercept": self.intercept,
             "provenance": dict(self.provenance),
         }
+        if self.quality is not None:
+            data["quality"] = self.quality.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
-        if data.get("method", "platt") != "platt":
-            raise ValueError(f"unknown calibration method {data.get('method')!r}")
+        method = data.get("method", "platt")
+        if method not in ("platt", "quality"):
+            raise ValueError(f"unknown calibration method {method!r}")
+        quality = QualityModel.from_dict(dict(data["quality"])) if method == "quality" else None
         return cls(
             slope=float(data["slope"]),
             intercept=float(data["intercept"]),
+            method="quality" if method == "quality" else "platt",
             provenance=dict(data.get("provenance", {})),
+            quality=quality,
         )
 
 
