@@ -1,0 +1,6 @@
+"""People in videos: frames sampled, faces tracked, tracks identified, time-coded segments (DeepVA's format).
+
+Modules: :mod:`~faceprint.video.timecode` (exact times, SMPTE timecodes), :mod:`~faceprint.video.track`
+(ByteTrack-class tracker), :mod:`~faceprint.video.segments` (tracks → segments and the DeepVA result),
+:mod:`~faceprint.video.pipeline` (the whole run, through the analysis engine).
+"""
