@@ -8,10 +8,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -23,13 +24,15 @@ from faceprint.compare import Comparator
 from faceprint.detect.base import Detector, Landmarker
 from faceprint.detect.cascade import CascadeDetector
 from faceprint.detect.center import CenterCropDetector
-from faceprint.detect.dlib_hog import LOW_CONFIDENCE, DlibHogDetector
+from faceprint.detect.dlib_hog import LOW_CONFIDENCE, DlibHogDetector, load_frontal_face_detector
 from faceprint.detect.dlib_mmod import DlibMmodDetector
+from faceprint.detect.lazy import LazyDetector
 from faceprint.embed.base import Embedder, check_chips
 from faceprint.errors import BackendUnavailableError, ContractMismatchError, UsageError
 from faceprint.io.image import ImageLimits
 from faceprint.landmarks import DlibShapeLandmarker
 from faceprint.models.catalog import DLIB_5_POINT_ID, DLIB_68_POINT_ID, DLIB_MMOD_ID, DLIB_RESNET_ID, builtin_specs
+from faceprint.models.dlib_to_onnx import ConvertedModelCache
 from faceprint.models.registry import ModelRegistry
 from faceprint.models.spec import Calibration, ModelSpec
 from faceprint.models.store import ModelStore, default_model_dir
@@ -71,16 +74,53 @@ class PipelineConfig:
     limits: ImageLimits = field(default_factory=ImageLimits)
 
     def __post_init__(self) -> None:
+        """Every value is checked here, so a config that exists can be built (errors are ``usage_error``)."""
+        _check_choice("detector", self.detector, get_args(DetectorName), hint=_DETECTOR_HINTS)
+        _check_choice("backend", self.backend, get_args(BackendName), hint=_BACKEND_HINTS)
+        _check_choice("face_selection", self.face_selection, get_args(FaceSelection))
+        _check_choice("landmarks", self.landmarks, (DLIB_5_POINT_ID, DLIB_68_POINT_ID))
+        if not isinstance(self.embedder, str) or not self.embedder:
+            raise UsageError(f"embedder must be a model id, got {self.embedder!r}", details={"embedder": self.embedder})
+        for name in ("upsample", "detect_max_side_px", "batch_size"):
+            _check_int(name, getattr(self, name))
+        for name in ("fallback", "assume_cropped", "flip_average"):
+            if not isinstance(getattr(self, name), bool):
+                raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.upsample < 0 or self.upsample > 3:
             raise UsageError(f"upsample must be 0-3, got {self.upsample}")
         if self.detect_max_side_px < 64:
             raise UsageError("detect_max_side_px must be at least 64")
-        if self.face_selection not in ("primary", "largest"):
-            raise UsageError(f"face_selection must be primary or largest, not {self.face_selection!r}")
         if self.batch_size < 1:
             raise UsageError("batch_size must be at least 1")
-        if self.intra_op_threads is not None and self.intra_op_threads < 1:
-            raise UsageError("intra_op_threads must be at least 1")
+        if self.intra_op_threads is not None:
+            _check_int("intra_op_threads", self.intra_op_threads)
+            if self.intra_op_threads < 1:
+                raise UsageError("intra_op_threads must be at least 1")
+        if not isinstance(self.limits, ImageLimits):
+            raise UsageError(f"limits must be ImageLimits, got {type(self.limits).__name__}")
+
+
+_DETECTOR_HINTS = {"cnn": "mmod", "dlib-cnn": "mmod", "dlib": "hog", "dlib-hog": "hog", "dlib-mmod": "mmod"}
+_BACKEND_HINTS = {"gpu": "onnx", "cuda": "onnx", "cpu": "auto", "onnxruntime": "onnx"}
+
+
+def _check_choice(name: str, value: object, allowed: Sequence[str], *, hint: dict[str, str] | None = None) -> None:
+    if isinstance(value, str) and value in allowed:
+        return
+    message = f"unknown {name} {value!r}; choose one of {', '.join(allowed)}"
+    suggestion = hint.get(value) if hint is not None and isinstance(value, str) else None
+    if suggestion is not None:
+        message += f" (did you mean {suggestion!r}?"
+        if name == "backend":
+            message += " ONNX Runtime runs on CUDA by itself when onnxruntime-gpu is installed"
+        message += ")"
+    raise UsageError(message, details={"field": name, "value": repr(value), "allowed": list(allowed)})
+
+
+def _check_int(name: str, value: object) -> None:
+    # bool is an int subclass: `upsample=True` is a typo, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{name} must be an integer, got {value!r}", details={"field": name, "value": repr(value)})
 
 
 class Pipeline:
@@ -310,7 +350,9 @@ def face_size_px(detection: Detection) -> float:
     return float(np.sqrt((spans**2).sum(axis=2)).max())
 
 
-def _build_embedder(spec: ModelSpec, config: PipelineConfig, store: ModelStore) -> Embedder:
+def _build_embedder(
+    spec: ModelSpec, config: PipelineConfig, store: ModelStore, converted: ConvertedModelCache
+) -> Embedder:
     """ONNX Runtime on the converted dlib network when available (about 20x faster), else dlib itself.
 
     A registered ONNX model (``spec.backend == "onnx"``) runs on ONNX Runtime only.
@@ -329,13 +371,12 @@ def _build_embedder(spec: ModelSpec, config: PipelineConfig, store: ModelStore) 
     dat_path = store.path_for(spec.files[0])
     if config.backend in ("auto", "onnx"):
         from faceprint.embed.onnx import OnnxEmbedder
-        from faceprint.models.dlib_to_onnx import ConvertedModelCache
 
         try:
             return OnnxEmbedder.from_dlib_resnet(
                 spec,
                 dat_path,
-                ConvertedModelCache(default_model_dir() / "converted"),
+                converted,
                 source_sha256=spec.files[0].sha256,
                 batch_size=config.batch_size,
                 intra_op_threads=config.intra_op_threads,
@@ -348,63 +389,114 @@ def _build_embedder(spec: ModelSpec, config: PipelineConfig, store: ModelStore) 
     return DlibResnetEmbedder(spec, dat_path)
 
 
-def _build_mmod_detector(path: Path, spec: ModelSpec, config: PipelineConfig, *, upsample: int) -> Detector:
-    """dlib's MMOD CNN on ONNX Runtime when available (same boxes, ~15x faster), else dlib itself."""
-    if config.backend in ("auto", "onnx"):
-        from faceprint.detect.onnx_mmod import OnnxMmodDetector
-        from faceprint.models.dlib_to_onnx import ConvertedModelCache
+def _mmod_on_onnx(config: PipelineConfig) -> bool:
+    """Whether MMOD runs on ONNX Runtime: asked for, or ``auto`` with onnxruntime installed."""
+    if config.backend == "dlib":
+        return False
+    if config.backend == "onnx":
+        from faceprint.embed.onnx import import_onnxruntime
 
-        try:
-            return OnnxMmodDetector.from_dlib_mmod(
-                path,
-                ConvertedModelCache(default_model_dir() / "converted"),
-                source_sha256=spec.files[0].sha256,
-                upsample=upsample,
-                intra_op_threads=config.intra_op_threads,
+        import_onnxruntime()  # BackendUnavailableError now, at load, rather than on the first profile face
+        return True
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _build_mmod_detector(
+    path: Path, spec: ModelSpec, config: PipelineConfig, converted: ConvertedModelCache, *, upsample: int
+) -> Detector:
+    """dlib's MMOD CNN on ONNX Runtime when available (same boxes, ~15x faster), else dlib itself.
+
+    The files are verified (and converted, once per installation) now; the session or dlib network is
+    built by the first photo that reaches this stage (:class:`~faceprint.detect.lazy.LazyDetector`), so
+    photos that HOG handles never pay for it.
+    """
+    if _mmod_on_onnx(config):
+        onnx_path = converted.mmod(path, source_sha256=spec.files[0].sha256)
+        intra_op_threads = config.intra_op_threads
+
+        def build_onnx() -> Detector:
+            from faceprint.detect.onnx_mmod import OnnxMmodDetector
+
+            return OnnxMmodDetector(onnx_path, upsample=upsample, intra_op_threads=intra_op_threads)
+
+        return LazyDetector(f"dlib-mmod-onnx@{upsample}", build_onnx)
+    return LazyDetector(f"dlib-mmod@{upsample}", lambda: DlibMmodDetector(path, upsample=upsample))
+
+
+def build_detector(
+    config: PipelineConfig,
+    *,
+    hog_native: Any,
+    mmod: Callable[[int], Detector],
+) -> tuple[Detector, Detector | None]:
+    """The detection cascade for ``config`` and its cheap first pass (None when there is none).
+
+    Every HOG stage runs the one native dlib detector ``hog_native`` (its parameters are per call);
+    ``mmod(upsample)`` makes the MMOD stage. The seam lets tests check the cascade's order with fakes.
+
+    With the HOG detector: HOG at ``upsample``; with ``fallback`` then HOG at ``upsample + 1``, MMOD at 1
+    and HOG at a lowered threshold (flagged ``low_confidence``); with ``assume_cropped`` last a centre box.
+    The cheap pass is HOG without upsampling (when ``upsample > 0``). With MMOD: MMOD at
+    ``min(upsample, 1)``, then (``fallback``) HOG at ``upsample + 1`` and the low-threshold HOG.
+
+    Example:
+        >>> from faceprint.detect.center import CenterCropDetector
+        >>> config = PipelineConfig(fallback=False, assume_cropped=True)
+        >>> detector, fast = build_detector(config, hog_native=object(), mmod=lambda u: CenterCropDetector())
+        >>> detector.name, fast.name
+        ('cascade(dlib-hog@1,center-crop)', 'dlib-hog@0')
+    """
+    stages: list[Detector]
+    fast: Detector | None = None
+    if config.detector == "mmod":
+        stages = [mmod(min(config.upsample, 1))]
+        if config.fallback:
+            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3), native=hog_native))
+    else:
+        stages = [DlibHogDetector(upsample=config.upsample, native=hog_native)]
+        if config.upsample > 0:
+            fast = DlibHogDetector(upsample=0, native=hog_native)
+        if config.fallback:
+            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3), native=hog_native))
+            stages.append(mmod(1))
+    if config.fallback:
+        # A weak HOG response is still evidence of a face; it is flagged so reports can tell.
+        stages.append(
+            DlibHogDetector(
+                upsample=min(config.upsample + 1, 3), adjust_threshold=-0.5, flags=(LOW_CONFIDENCE,), native=hog_native
             )
-        except BackendUnavailableError:
-            if config.backend == "onnx":
-                raise
-    return DlibMmodDetector(path, upsample=upsample)
+        )
+    if config.assume_cropped:
+        stages.append(CenterCropDetector())
+    detector: Detector = stages[0] if len(stages) == 1 else CascadeDetector(stages)
+    return detector, fast
 
 
 def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | None = None) -> Pipeline:
-    """Build a pipeline from verified model files (nothing is downloaded)."""
+    """Build a pipeline from verified model files (nothing is downloaded).
+
+    Cheap to call again: each file's digest is remembered across processes (:class:`ModelStore`), dlib's
+    HOG detector is loaded from its serialised copy and shared by every stage, and the MMOD network is
+    built only when a photo first reaches it.
+    """
     config = config if config is not None else PipelineConfig()
     store = store if store is not None else ModelStore()
+    converted = ConvertedModelCache(default_model_dir() / "converted", digests=store.digests)
     specs = builtin_specs()
     # Only the asked-for user spec is read: a broken registration of another model does not get in the way.
     spec = ModelRegistry(store=store).get(config.embedder)
     if spec.task != "embedding":
         raise UsageError(f"{config.embedder} is not an embedding model")
-    if config.landmarks not in (DLIB_5_POINT_ID, DLIB_68_POINT_ID):
-        raise UsageError(f"unknown landmark model {config.landmarks!r}")
     landmark_spec = specs[config.landmarks]
     landmarker = DlibShapeLandmarker(store.path_for(landmark_spec.files[0]), name=landmark_spec.id)
 
     mmod_spec = specs[DLIB_MMOD_ID]
     mmod_path = store.path_for(mmod_spec.files[0])
-    stages: list[Detector]
-    fast: Detector | None = None
-    if config.detector == "mmod":
-        stages = [_build_mmod_detector(mmod_path, mmod_spec, config, upsample=min(config.upsample, 1))]
-        if config.fallback:
-            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3)))
-    else:
-        stages = [DlibHogDetector(upsample=config.upsample)]
-        if config.upsample > 0:
-            fast = DlibHogDetector(upsample=0)
-        if config.fallback:
-            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3)))
-            stages.append(_build_mmod_detector(mmod_path, mmod_spec, config, upsample=1))
-    if config.fallback:
-        # A weak HOG response is still evidence of a face; it is flagged so reports can tell.
-        stages.append(
-            DlibHogDetector(upsample=min(config.upsample + 1, 3), adjust_threshold=-0.5, flags=(LOW_CONFIDENCE,))
-        )
-    if config.assume_cropped:
-        stages.append(CenterCropDetector())
-    detector: Detector = stages[0] if len(stages) == 1 else CascadeDetector(stages)
+    detector, fast = build_detector(
+        config,
+        hog_native=load_frontal_face_detector(converted),
+        mmod=lambda upsample: _build_mmod_detector(mmod_path, mmod_spec, config, converted, upsample=upsample),
+    )
 
     calibration: Calibration | None = None
     threshold: float | None = None
@@ -415,7 +507,7 @@ def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | N
             raise UsageError(f"calibration file {config.calibration_path} does not exist")
         record = load_calibration(config.calibration_path, expected_contract_id=spec.contract_id)
         calibration, threshold = record.calibration, record.threshold
-    embedder = _build_embedder(spec, config, store)
+    embedder = _build_embedder(spec, config, store, converted)
     comparator = Comparator(spec, calibration=calibration, threshold=threshold)
     return Pipeline(
         detector=detector,

