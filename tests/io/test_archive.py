@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from faceprint.errors import ArchiveError, MissingFileError, UnsafeArchiveMemberError
+from faceprint.errors import (
+    ArchiveError,
+    MissingFileError,
+    NotRegularFileError,
+    UnreadableMemberError,
+    UnsafeArchiveMemberError,
+)
 from faceprint.io.archive import (
     ArchiveLimits,
     Dataset,
@@ -420,3 +426,83 @@ def test_written_targz_reads_back_as_a_dataset(tmp_path: Path) -> None:
         assert dataset.kind == "tar.gz"
         assert dataset.names == ("x/a.jpg", "x/pairs.csv")
         assert dataset.read("x/a.jpg") == b"A"
+
+
+# --- hostile-probe regressions (issue 15) ---------------------------------------------------------------------
+
+
+def _corrupt_crc(path: Path) -> bytes:
+    """The archive's bytes with its gzip trailer CRC-32 flipped (the data itself decompresses fine)."""
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF
+    return bytes(data)
+
+
+def test_targz_with_a_bad_gzip_crc_is_refused(tmp_path: Path) -> None:
+    # issue 15 #7: tarfile stops at the end-of-archive blocks and never checks the trailer
+    members = [_file("pairs.csv", b"a.jpg,b.jpg\n"), _file("a.jpg", b"A" * 5000)]
+    good = build_tar(tmp_path / "good.tgz", members, gz=True)
+    with Dataset(good) as dataset:
+        assert dataset.read("a.jpg") == b"A" * 5000
+    bad = tmp_path / "bad.tgz"
+    bad.write_bytes(_corrupt_crc(good))
+    with pytest.raises(ArchiveError, match="corrupt gzip") as caught:
+        Dataset(bad).open()
+    assert caught.value.code == "archive_error"
+
+
+def test_targz_with_corrupt_data_bytes_is_refused(tmp_path: Path) -> None:
+    # Stored (level 0) deflate blocks: a flipped data byte decompresses "fine"; only the CRC can tell.
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("a.jpg")
+        info.size = 4000
+        tar.addfile(info, io.BytesIO(b"B" * 4000))
+    packed = bytearray(gzip.compress(raw.getvalue(), compresslevel=0))
+    packed[1000] ^= 0x01  # inside a.jpg's data
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(packed))
+    with pytest.raises(ArchiveError, match="corrupt gzip"):
+        Dataset(bad).open()
+
+
+def test_a_fifo_dataset_path_is_refused_without_being_opened(tmp_path: Path) -> None:
+    # issue 15 #6: detect_kind opened the path, and open() on a FIFO blocks forever
+    fifo = tmp_path / "dataset.tgz"
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFileError) as caught:
+        detect_kind(fifo)
+    assert caught.value.code == "not_regular_file"
+    with pytest.raises(NotRegularFileError):
+        Dataset(Path("/dev/null")).open()
+
+
+def test_one_unreadable_sub_folder_is_refused_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 15 #9: a folder the user cannot list failed the whole dataset. Root can list anything, so the
+    # permission error is made where os.scandir meets that one folder.
+    root = tmp_path / "ds"
+    (root / "locked").mkdir(parents=True)
+    (root / "locked" / "x.jpg").write_bytes(b"X")
+    (root / "open").mkdir()
+    (root / "open" / "a.jpg").write_bytes(b"A")
+    (root / "pairs.csv").write_bytes(b"open/a.jpg,locked/x.jpg\n")
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        if os.path.basename(path) == "locked":
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr("faceprint.io.archive.os.scandir", scandir)
+    with Dataset(root) as dataset:
+        assert dataset.names == ("open/a.jpg", "pairs.csv")
+        (refused,) = dataset.rejected
+        assert isinstance(refused, UnreadableMemberError) and refused.code == "unreadable_member"
+        assert "locked" in refused.message and "Permission denied" in refused.message
+        assert dataset.rejected_names["locked"] is refused
+    def nothing_readable(path: str) -> object:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr("faceprint.io.archive.os.scandir", nothing_readable)
+    with pytest.raises(ArchiveError, match="cannot list folder"):
+        Dataset(root).open()

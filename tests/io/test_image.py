@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -11,8 +12,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from faceprint.errors import DecodeError, ImageTooLargeError, MissingFileError, UnsupportedFormatError
-from faceprint.io.image import ImageLimits, decode_image, load_image
+from faceprint.errors import (
+    DecodeError,
+    ImageTooLargeError,
+    ImageTooSmallError,
+    MissingFileError,
+    NotRegularFileError,
+    UnsupportedFormatError,
+)
+from faceprint.io.image import ImageLimits, decode_image, load_image, read_image_file
+
+PIXEL_TESTS = ImageLimits(min_side_px=1)
+"""These tests check pixel conversions on a few pixels, below the size a face photo needs."""
 
 
 def _encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
@@ -85,7 +96,7 @@ def test_cmyk_jpeg_becomes_rgb() -> None:
 
 def test_16_bit_png_is_scaled_not_clipped() -> None:
     ramp = np.linspace(0, 65535, 64, dtype=np.uint16)[None, :].repeat(8, axis=0)
-    image = decode_image(_encode(Image.fromarray(ramp), "PNG"))
+    image = decode_image(_encode(Image.fromarray(ramp), "PNG"), limits=PIXEL_TESTS)
     assert image.shape == (8, 64, 3)
     assert image[0, 0, 0] == 0 and image[0, -1, 0] == 255 and 100 < image[0, 32, 0] < 160
 
@@ -104,7 +115,7 @@ def test_16_bit_rgb_png() -> None:
         + chunk(b"IDAT", zlib.compress(rows))
         + chunk(b"IEND", b"")
     )
-    image = decode_image(data)
+    image = decode_image(data, limits=PIXEL_TESTS)
     assert image.shape == (2, 4, 3)
     assert tuple(image[0, 0]) == (255, 0, 128)
 
@@ -119,14 +130,14 @@ def test_palette_png_with_alpha_is_composited_on_white() -> None:
     palette_image.putpalette([255, 0, 0] + [0, 0, 255] * 255)
     palette_image.paste(1, (5, 0, 10, 10))
     data = _encode(palette_image, "PNG", transparency=0)
-    image = decode_image(data)
+    image = decode_image(data, limits=PIXEL_TESTS)
     assert tuple(image[0, 0]) == (255, 255, 255)  # transparent red -> white background
     assert tuple(image[0, 9]) == (0, 0, 255)
 
 
 def test_rgba_png() -> None:
     rgba = Image.new("RGBA", (4, 4), (10, 20, 30, 255))
-    assert tuple(decode_image(_encode(rgba, "PNG"))[0, 0]) == (10, 20, 30)
+    assert tuple(decode_image(_encode(rgba, "PNG"), limits=PIXEL_TESTS)[0, 0]) == (10, 20, 30)
 
 
 @pytest.mark.parametrize("fmt", ["WEBP", "BMP"])
@@ -148,4 +159,37 @@ def test_load_image_missing_and_directory(tmp_path: Path) -> None:
     with pytest.raises(MissingFileError):
         load_image(tmp_path / "nope.jpg")
     with pytest.raises(DecodeError):
+        load_image(tmp_path)
+
+
+# --- hostile-probe regressions (issue 15) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size_wh", [(1, 1), (1, 20_000), (20_000, 1), (15, 300), (300, 15)])
+def test_degenerate_images_are_too_small_before_any_detector(size_wh: tuple[int, int]) -> None:
+    # issue 15 #14: these reached ONNX Runtime and came back as a traceback or internal_error
+    data = _encode(Image.new("RGB", size_wh, (90, 90, 90)), "PNG")
+    with pytest.raises(ImageTooSmallError) as caught:
+        decode_image(data, name="sliver.png")
+    assert caught.value.code == "image_too_small"
+    assert caught.value.details["size_wh"] == list(size_wh)
+    assert "sliver.png" in caught.value.message
+
+
+def test_the_smallest_allowed_image_decodes() -> None:
+    assert decode_image(_encode(Image.new("RGB", (16, 16)), "PNG")).shape == (16, 16, 3)
+    with pytest.raises(ValueError):
+        ImageLimits(min_side_px=0)
+
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path: Path) -> None:
+    # issue 15 #6: open() on a FIFO blocks until a writer comes, forever
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(NotRegularFileError) as caught:
+        load_image(fifo)
+    assert caught.value.code == "not_regular_file"
+    with pytest.raises(NotRegularFileError):
+        read_image_file(Path("/dev/zero"))
+    with pytest.raises(DecodeError, match="directory"):
         load_image(tmp_path)

@@ -376,6 +376,11 @@ def _normalize_reference(name: str) -> str | None:
     return normalized
 
 
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 class NameResolver:
     """Maps the names written in ``pairs.csv`` to dataset members.
 
@@ -464,6 +469,11 @@ class NameResolver:
             for rejected in self._rejected:
                 if rejected.endswith("/" + reference):
                     raise self._rejected[rejected]
+            for candidate in exact:
+                # A file inside a refused (unreadable) folder: that folder's error says why.
+                for folder in _parents(candidate):
+                    if folder in self._rejected:
+                        raise self._rejected[folder]
         elif basename in self._rejected_by_basename:
             raise self._rejected[self._rejected_by_basename[basename]]
         raise MissingFileError(f"{name}: no such file in the dataset", details=details)

@@ -11,7 +11,14 @@ and reported as :class:`~faceprint.errors.UnsafeArchiveMemberError` in :attr:`Da
 - members larger than :attr:`ArchiveLimits.max_member_bytes`.
 
 Too many members (:attr:`ArchiveLimits.max_members`) or too many bytes in all
-(:attr:`ArchiveLimits.max_total_bytes`) make the whole dataset unreadable (the open raises).
+(:attr:`ArchiveLimits.max_total_bytes`) make the whole dataset unreadable (the open raises), and so does a
+``.tar.gz`` whose gzip trailer (CRC-32 and length) does not match: its bytes are corrupt somewhere, and no
+member can be trusted. The trailer is checked at the end of the opening scan (tarfile itself stops at the
+end-of-archive blocks and never reads it).
+
+A dataset path that is a FIFO, device or socket is refused after a ``stat``, never opened (opening a FIFO
+blocks until a writer comes). A sub-folder of a folder dataset that cannot be listed is refused alone, as
+:class:`~faceprint.errors.UnreadableMemberError`; the rest of the dataset is read.
 
 Folders are walked without following symlinks out of the root: a symlink to a regular file inside the root
 is read as that file; one that points outside, dangles, or points to a folder is rejected (folders reached
@@ -58,6 +65,8 @@ from faceprint.errors import (
     FaceprintError,
     InvalidSettingError,
     MissingFileError,
+    NotRegularFileError,
+    UnreadableMemberError,
     UnsafeArchiveMemberError,
 )
 from faceprint.io.atomic import open_atomic
@@ -104,6 +113,7 @@ def detect_kind(path: Path) -> DatasetKind:
 
     Raises:
         MissingFileError: ``path`` does not exist.
+        NotRegularFileError: a FIFO, device or socket (checked with ``stat``; never opened, so no hang).
         ArchiveError: it is a file but neither a TAR nor a gzip stream.
 
     Example:
@@ -111,10 +121,25 @@ def detect_kind(path: Path) -> DatasetKind:
         >>> detect_kind(pathlib.Path(tempfile.mkdtemp()))
         'directory'
     """
-    if path.is_dir():
-        return "directory"
     try:
-        with path.open("rb") as handle:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise MissingFileError(f"{path.name}: no such file or folder", details={"name": path.name}) from err
+    except OSError as err:
+        raise ArchiveError(f"{path.name}: cannot read: {err.strerror}", details={"name": path.name}) from err
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if not stat.S_ISREG(mode):
+        raise NotRegularFileError(
+            f"{path.name}: a FIFO, device or socket, not a dataset (a folder, .tar, .tar.gz or .tgz)",
+            details={"name": path.name},
+        )
+    try:
+        # O_NONBLOCK: should the path have been swapped for a FIFO since the stat, open must not block.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise NotRegularFileError(f"{path.name}: no longer a regular file", details={"name": path.name})
             head = handle.read(_TAR_BLOCK)
     except FileNotFoundError as err:
         raise MissingFileError(f"{path.name}: no such file or folder", details={"name": path.name}) from err
@@ -345,12 +370,28 @@ class Dataset:
                 count += 1
                 self._count_entry(count)
                 total = self._check_tar_entry(info, total)
+            if self.kind == "tar.gz":
+                self._check_gzip_trailer()
         except FaceprintError:
             raise
+        except gzip.BadGzipFile as err:
+            raise ArchiveError(
+                f"{archive_name}: corrupt gzip stream ({err}); the archive was damaged, no file in it can be trusted",
+                details={"name": archive_name},
+            ) from err
         except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
             raise ArchiveError(
                 f"{archive_name}: not a readable {self.kind} archive: {err}", details={"name": archive_name}
             ) from err
+
+    def _check_gzip_trailer(self) -> None:
+        """Read the gzip stream to its end, where GzipFile checks the CRC-32 and length of all the data."""
+        zipped = self._tar.fileobj if self._tar is not None else None
+        if zipped is None:
+            return
+        # Only the end-of-archive padding is left after the header scan: a few KB, read in bounded chunks.
+        while zipped.read(1 << 20):
+            pass
 
     def _check_tar_entry(self, info: tarfile.TarInfo, total: int) -> int:
         try:
@@ -411,10 +452,19 @@ class Dataset:
                 with os.scandir(folder) as entries:
                     listing = sorted(entries, key=lambda e: e.name)
             except OSError as err:
-                raise ArchiveError(
-                    f"{prefix or self.path.name}: cannot list folder: {err.strerror}",
-                    details={"name": prefix or self.path.name},
-                ) from err
+                if not prefix:  # the dataset's own folder: nothing of it can be read
+                    raise ArchiveError(
+                        f"{self.path.name}: cannot list folder: {err.strerror}", details={"name": self.path.name}
+                    ) from err
+                # One unreadable sub-folder is refused alone; the rest of the dataset is still read.
+                name = prefix.rstrip("/")
+                self._reject(
+                    name,
+                    UnreadableMemberError(
+                        f"{name}/: cannot list folder: {err.strerror}", details={"name": name, "folder": True}
+                    ),
+                )
+                continue
             subfolders: list[tuple[str, str]] = []
             for entry in listing:
                 count += 1
