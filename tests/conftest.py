@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,28 @@ def real_pipeline():  # type: ignore[no-untyped-def]
         return load_pipeline()
     except ModelError as err:
         pytest.skip(f"real model weights unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A PostgreSQL 16 + pgvector server for this test session, as a ``postgresql://`` URL.
+
+    ``FACEPRINT_TEST_DATABASE_URL`` points the tests at an external server instead; otherwise a throwaway
+    ``pgserver`` (PostgreSQL bundled in a wheel, from the dev extra) starts in a temp dir and is deleted at
+    the end.
+    """
+    external = os.environ.get("FACEPRINT_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI containers)
+        try:
+            import pgserver
+        except ImportError:
+            pytest.skip("pgserver is not installed (pip install -e '.[dev]')")
+        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()

@@ -151,8 +151,7 @@ class MultiGalleryIndex:
                 self._database_groups.append([gallery])
             else:
                 group.append(gallery)
-        self._database_templates = sum(g.template_count() for g in in_database)
-        self._database_persons = sum(g.person_count() for g in in_database)
+        self._in_database = tuple(in_database)
         self._names = tuple(names)
         if len(dims) > 1:
             raise ContractMismatchError(f"galleries hold templates of different dimensions: {sorted(dims)}")
@@ -189,11 +188,12 @@ class MultiGalleryIndex:
 
     @property
     def template_count(self) -> int:
-        return self._index.template_count + self._database_templates
+        # Counted when asked (a full count in a large database is not free; searching never needs it).
+        return self._index.template_count + sum(g.template_count() for g in self._in_database)
 
     @property
     def person_count(self) -> int:
-        return len(self._keys) + self._database_persons
+        return len(self._keys) + sum(g.person_count() for g in self._in_database)
 
     @property
     def gallery_names(self) -> tuple[str, ...]:
