@@ -576,3 +576,211 @@ def test_real_pipeline_end_to_end(tmp_path: Path, examples_dir: Path, real_pipel
     assert [row[2] for row in rows[2:]] == ["", "", ""]
     run = json.loads(files["input-0001/run.json"])
     assert run["model_id"] == "dlib-resnet-v1" and run["contract_id"].startswith("dlib-resnet-v1:")
+
+
+# --- hostile-probe regressions (issue 15) ---------------------------------------------------------------------
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_output_equal_to_an_input_is_refused_before_any_work(tmp_path: Path) -> None:
+    # issue 15 #1: -o naming the input dataset overwrote it with the results (exit 0)
+    dataset = tar_dataset(write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n"), tmp_path / "ds.tgz")
+    before = dataset.read_bytes()
+    factory = CountingFactory()
+    with pytest.raises(UsageError) as caught:
+        run_pairs_job([dataset], dataset, options=QUIET_1, pipeline_factory=factory)
+    assert caught.value.code == "output_is_input"
+    assert dataset.read_bytes() == before and factory.configs == []  # no model was even built
+
+
+def test_output_naming_a_device_or_fifo_is_refused(tmp_path: Path) -> None:
+    # issue 15 #2: -o /dev/null replaced the device node with a regular file
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    for target in (Path("/dev/null"), fifo):
+        with pytest.raises(UsageError) as caught:
+            run_pairs_job([dataset], target, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+        assert caught.value.code == "output_not_regular"
+    assert Path("/dev/null").is_char_device() and fifo.is_fifo()
+
+
+def test_disk_full_while_writing_is_a_clear_error_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 15 #12: ENOSPC gave a traceback and exit 1
+    import errno
+
+    from faceprint.errors import DiskFullError
+
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    (tmp_path / "out").mkdir()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("faceprint.io.atomic.os.fsync", full)
+    with pytest.raises(DiskFullError) as caught:
+        out = tmp_path / "out" / "r.tar.gz"
+        run_pairs_job([dataset], out, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    assert caught.value.exit_code == 73
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_row_with_a_folder_is_never_scored_against_another_folders_file(tmp_path: Path) -> None:
+    # issue 15 #3: 2019/face.jpg (missing) was scored with 2020/face.jpg, status ok
+    photos = {"2020/face.png": make_face_png(RED), "red.png": make_face_png(RED)}
+    pairs = "2019/face.png,red.png\nfile:///x/face.png,red.png\n2020/face.png,red.png\n"
+    result, files = run_one(tmp_path, write_dataset(tmp_path / "ds", photos, pairs))
+    errors = read_csv(files["input-0001/processing.error"])[1:]
+    assert [(e[0], e[4], e[5]) for e in errors] == [
+        ("1", "2019/face.png", "missing_file"),
+        ("2", "file:///x/face.png", "missing_file"),
+    ]
+    assert result.scored == 1
+
+
+def test_an_unterminated_quote_keeps_every_later_row(tmp_path: Path) -> None:
+    # issue 15 #5
+    pairs = 'red.png,"blue.png\nred.png,red2.png\nred.png,blue.png\n'
+    result, files = run_one(tmp_path, write_dataset(tmp_path / "ds", basic_photos(), pairs))
+    assert (result.rows, result.scored) == (3, 2)
+    errors = read_csv(files["input-0001/processing.error"])[1:]
+    assert [(e[0], e[1], e[5]) for e in errors] == [("1", "1", "malformed_csv")]
+
+
+def test_a_fifo_dataset_is_a_dataset_error_not_a_hang(tmp_path: Path) -> None:
+    # issue 15 #6: open() on the FIFO blocked forever
+    import signal
+
+    fifo = tmp_path / "dataset.tgz"
+    os.mkfifo(fifo)
+    good = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    signal.alarm(20)  # a regression hangs; fail instead of stalling the suite
+    try:
+        out = tmp_path / "r.tar.gz"
+        result = run_pairs_job([fifo, good], out, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
+    finally:
+        signal.alarm(0)
+    assert [d.dataset_error for d in result.datasets] == ["not_regular_file", None]
+    assert result.exit_code == EXIT_PARTIAL
+
+
+def test_a_targz_with_a_bad_crc_is_a_dataset_error(tmp_path: Path) -> None:
+    # issue 15 #7: accepted with a silently corrupted photo
+    archive = tar_dataset(write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n"), tmp_path / "d.tgz")
+    data = bytearray(archive.read_bytes())
+    data[-8] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    result, files = run_one(tmp_path, archive)
+    assert result.datasets[0].dataset_error == "archive_error" and result.exit_code == EXIT_INPUT
+    assert "corrupt gzip" in read_csv(files["input-0001/processing.error"])[1][6]
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"), ("@SUM(A1)", "'@SUM(A1)"), ("\tx", "'\tx"), ("\rx", "'\rx"),
+     ("'x", "''x"), ("a=b.jpg", "a=b.jpg"), ("", "")],
+)
+def test_escape_cell_round_trips(value: str, cell: str) -> None:
+    from faceprint.batch.pairs import escape_cell, unescape_cell
+
+    assert escape_cell(value) == cell and unescape_cell(cell) == value
+
+
+@pytest.mark.parametrize("trigger", ["=", "+", "-", "@", "'"])  # tab and CR: see test_escape_cell_round_trips
+def test_formula_cells_are_escaped_and_recoverable(tmp_path: Path, trigger: str) -> None:
+    # issue 15 #8: CSV injection into output.csv and processing.error
+    from faceprint.batch.pairs import unescape_cell
+
+    hostile = f"{trigger}HYPERLINK(1).png"
+    photos = basic_photos() | {hostile: make_face_png(RED)}
+    pairs = f'left,right,{trigger}note\n"{hostile}",red.png,{trigger}cmd\n"{trigger}missing.png",red.png,x\n'
+    _, files = run_one(tmp_path, write_dataset(tmp_path / "ds", photos, pairs))
+    rows = read_csv(files["input-0001/output.csv"])
+    assert rows[0][3] == f"'{trigger}note"
+    assert rows[1][0] == f"'{hostile}" and rows[1][3] == f"'{trigger}cmd" and rows[1][2].endswith("%")
+    assert [unescape_cell(c) for c in (rows[1][0], rows[1][3])] == [hostile, f"{trigger}cmd"]
+    error = read_csv(files["input-0001/processing.error"])[1]
+    assert error[2] == error[4] == f"'{trigger}missing.png" and error[6].startswith(f"'{trigger}missing.png")
+    for row in [*rows[1:], error]:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t")) for cell in row)
+    run = json.loads(files["input-0001/run.json"])
+    # 4 cells in output.csv (note header, name, extra, missing name), 3 in processing.error
+    assert run["formula_escape"]["enabled"] is True and run["formula_escape"]["escaped_cells"] == 7
+
+    raw_options = PairsOptions(workers=1, quiet=True, escape_formulas=False)
+    _, raw_files = run_one(tmp_path, tmp_path / "ds", raw_options)
+    assert read_csv(raw_files["input-0001/output.csv"])[1][0] == hostile
+
+
+def test_an_unreadable_sub_folder_is_refused_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 15 #9: one unreadable folder failed the whole dataset (0 rows, exit 3)
+    photos = basic_photos() | {"locked/x.png": make_face_png(GREEN)}
+    dataset = write_dataset(tmp_path / "ds", photos, "red.png,blue.png\nlocked/x.png,red.png\n")
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        if os.path.basename(path) == "locked":  # root reads any folder, so the refusal is made here
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr("faceprint.io.archive.os.scandir", scandir)
+    result, files = run_one(tmp_path, dataset)
+    assert (result.rows, result.scored, result.exit_code) == (2, 1, EXIT_PARTIAL)
+    errors = read_csv(files["input-0001/processing.error"])[1:]
+    assert [(e[0], e[4], e[5]) for e in errors] == [
+        ("", "locked", "unreadable_member"),
+        ("2", "locked/x.png", "unreadable_member"),
+    ]
+
+
+def test_identical_bytes_under_two_names_each_get_their_own_message(tmp_path: Path) -> None:
+    # issue 15 #24: the message of b.jpg named a.gif
+    broken = b"\xff\xd8\xff\xe0 not really a jpeg"
+    photos = basic_photos() | {"a.jpg": broken, "b.jpg": broken}
+    _, files = run_one(tmp_path, write_dataset(tmp_path / "ds", photos, "a.jpg,red.png\nb.jpg,red.png\n"))
+    errors = read_csv(files["input-0001/processing.error"])[1:]
+    assert [(e[4], e[5]) for e in errors] == [("a.jpg", "decode_error"), ("b.jpg", "decode_error")]
+    assert errors[0][6].startswith("a.jpg: ") and errors[1][6].startswith("b.jpg: ")
+
+
+@pytest.mark.parametrize("pairs", ["", "\n\n", "left,right\n", "\ufeffleft;right\r\n"])
+def test_an_empty_or_header_only_pairs_csv_is_a_dataset_error(tmp_path: Path, pairs: str) -> None:
+    # issue 15 #25: exit 0 with nothing scored and no processing.error
+    result, files = run_one(tmp_path, write_dataset(tmp_path / "ds", basic_photos(), pairs))
+    assert result.exit_code == EXIT_INPUT and result.datasets[0].dataset_error == "no_pairs"
+    error = read_csv(files["input-0001/processing.error"])[1]
+    assert (error[4], error[5]) == ("pairs.csv", "no_pairs")
+
+
+def test_a_sliver_image_is_too_small_not_an_internal_error(tmp_path: Path) -> None:
+    # issue 15 #14
+    slivers = {"sliver.png": make_face_png(RED, size_wh=(1, 2000)), "dot.png": make_face_png(RED, size_wh=(1, 1))}
+    photos = basic_photos() | slivers
+    _, files = run_one(tmp_path, write_dataset(tmp_path / "ds", photos, "sliver.png,red.png\ndot.png,red.png\n"))
+    errors = read_csv(files["input-0001/processing.error"])[1:]
+    assert [(e[4], e[5]) for e in errors] == [("sliver.png", "image_too_small"), ("dot.png", "image_too_small")]
+
+
+def test_enclave_output_that_is_a_file_or_inside_the_inputs_is_refused(tmp_path: Path) -> None:
+    # issue 15 #13: a traceback
+    inputs = tmp_path / "in"
+    write_dataset(inputs / "input-0001", basic_photos(), "red.png,blue.png\n")
+    before = _snapshot(tmp_path)
+    (tmp_path / "file").write_text("not a folder")
+    cases = [(tmp_path / "file", "output_not_directory"), (inputs / "out", "output_is_input")]
+    for output_dir, code in cases:
+        with pytest.raises(UsageError) as caught:
+            run_enclave_job(inputs, output_dir, QUIET_1, pipeline_factory=fake_pipeline_factory)
+        assert caught.value.code == code
+    (tmp_path / "out" / "input-0001").mkdir(parents=True)
+    os.mkfifo(tmp_path / "out" / "input-0001" / "output.csv")
+    with pytest.raises(UsageError) as fifo:
+        run_enclave_job(inputs, tmp_path / "out", QUIET_1, pipeline_factory=fake_pipeline_factory)
+    assert fifo.value.code == "output_not_regular"
+    after = _snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k != "file"} == before

@@ -24,6 +24,18 @@ the order given; each folder holds:
     calibration, face mode, the input's name and kind, and row/image counts. It holds no timestamps or
     host paths, so the same inputs give the same bytes (the archive is written deterministically too).
 
+Spreadsheet formulas (CSV injection): a cell that came from the input (a file name, an extra column, a
+header name, a message quoting a name) and starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+return is written with a ``'`` in front (OWASP's advice), so a spreadsheet shows it as text instead of
+running it. A cell starting with ``'`` gets one more, so the rule can be undone without doubt: the raw
+value is the cell without its first character when that is ``'`` (:func:`unescape_cell`). ``run.json``
+says how many cells were escaped; ``PairsOptions(escape_formulas=False)`` (``--no-escape-formulas``)
+writes every cell raw. Cells faceprint computes (probabilities, similarities, codes) are never escaped.
+
+Output paths are checked before any work starts (:func:`faceprint.io.output.check_output_path`): the
+archive may not be an input, a folder, a device or FIFO, or in a folder that cannot be written; a full
+disk while writing is ``disk_full`` rather than a traceback.
+
 How the work is done: the dataset is listed and checked (:class:`~faceprint.io.archive.Dataset`), every
 name in ``pairs.csv`` is resolved, and each needed photo is read once, in storage order, and embedded by
 the :class:`~faceprint.batch.engine.ImageEmbeddingEngine`: photos are keyed by the sha256 of their bytes,
@@ -52,6 +64,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import posixpath
@@ -94,10 +107,13 @@ from faceprint.errors import (
     FaceprintError,
     InputError,
     InvalidSettingError,
+    NoPairsError,
+    OutputWriteError,
     UsageError,
 )
 from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_deterministic_targz
 from faceprint.io.atomic import write_atomic
+from faceprint.io.output import check_output_path, output_write_error
 from faceprint.pipeline import PipelineConfig
 from faceprint.types import Comparison
 
@@ -122,9 +138,11 @@ __all__ = [
     "default_pipeline_factory",
     "embed_image",
     "enclave_inputs",
+    "escape_cell",
     "format_probability",
     "run_enclave_job",
     "run_pairs_job",
+    "unescape_cell",
     "worker_pipeline_config",
 ]
 
@@ -163,6 +181,8 @@ class PairsOptions:
     archive_limits: ArchiveLimits = field(default_factory=ArchiveLimits)
     max_pairs: int = 1_000_000
     """Most rows one ``pairs.csv`` may have."""
+    escape_formulas: bool = True
+    """Prefix input cells that a spreadsheet would run as a formula with ``'`` (see the module doc)."""
 
     def __post_init__(self) -> None:
         check_face_mode(self.face)
@@ -217,11 +237,19 @@ class _Problem:
     message: str
     row: PairRow | None = None
 
-    def cells(self) -> list[str]:
+    def cells(self, escape: _Escaper) -> list[str]:
         if self.row is None:
-            return ["", "", "", "", self.failed_file, self.code, self.message]
+            return ["", "", "", "", escape(self.failed_file), self.code, escape(self.message)]
         row = self.row
-        return [str(row.row), str(row.line), row.file_a, row.file_b, self.failed_file, self.code, self.message]
+        return [
+            str(row.row),
+            str(row.line),
+            escape(row.file_a),
+            escape(row.file_b),
+            escape(self.failed_file),
+            self.code,
+            escape(self.message),
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +309,63 @@ def _score_row(
     return _Scored(compare_outcomes(pipeline, outcome_a, outcome_b, face=face), faces_a, faces_b, ())
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+"""OWASP's formula triggers, and the escape character itself so that escaping can be undone."""
+
+
+def escape_cell(value: str) -> str:
+    """``value`` made safe to open in a spreadsheet: a ``'`` in front when it could start a formula.
+
+    Example:
+        >>> escape_cell("=1+1"), escape_cell("a.jpg"), escape_cell("'quoted")
+        ("'=1+1", 'a.jpg', "''quoted")
+    """
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def unescape_cell(cell: str) -> str:
+    """The raw value of a cell written by :func:`escape_cell` (drops one leading ``'``).
+
+    Example:
+        >>> unescape_cell("'=1+1"), unescape_cell("''quoted"), unescape_cell("a.jpg")
+        ('=1+1', "'quoted", 'a.jpg')
+    """
+    return cell[1:] if cell.startswith("'") else cell
+
+
+class _Escaper:
+    """Escapes input cells (or not) and counts how many it changed, for run.json."""
+
+    __slots__ = ("enabled", "escaped")
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.escaped = 0
+
+    def __call__(self, value: str) -> str:
+        if not self.enabled or not value.startswith(_FORMULA_STARTS):
+            return value
+        self.escaped += 1
+        return "'" + value
+
+
+def _own_messages(outcomes: Mapping[str, ImageOutcome]) -> dict[str, ImageOutcome]:
+    """Outcomes whose message names the photo itself.
+
+    Photos are embedded once per content, so two names with identical bytes share one outcome, whose
+    message names whichever came first ("a.gif: …"); each name gets a message naming itself instead.
+    """
+    fixed = dict(outcomes)
+    for key, outcome in outcomes.items():
+        message = outcome.error_message
+        if message is None or message.startswith(f"{key}: "):
+            continue
+        named, separator, rest = message.partition(": ")
+        if separator and named != key and named in outcomes:
+            fixed[key] = dataclasses.replace(outcome, error_message=f"{key}: {rest}")
+    return fixed
+
+
 def format_probability(probability: float) -> str:
     """A probability as a percentage with one decimal.
 
@@ -291,7 +376,7 @@ def format_probability(probability: float) -> str:
     return f"{probability * 100.0:.1f}%"
 
 
-def _output_header(table: PairsTable | None, details: bool) -> list[str]:
+def _output_header(table: PairsTable | None, details: bool, escape: _Escaper) -> list[str]:
     columns = list(BASE_COLUMNS) + (list(DETAIL_COLUMNS) if details else [])
     taken = set(columns)
     for name in table.extra_header() if table is not None else ():
@@ -299,13 +384,14 @@ def _output_header(table: PairsTable | None, details: bool) -> list[str]:
         while unique in taken:  # an input column called "probability" must not shadow ours
             unique = f"input_{unique}"
         taken.add(unique)
-        columns.append(unique)
+        columns.append(escape(unique))
     return columns
 
 
-def _output_cells(row: PairRow, scored: _Scored, details: bool, extra_width: int) -> list[str]:
+def _output_cells(row: PairRow, scored: _Scored, details: bool, extra_width: int, escape: _Escaper) -> list[str]:
     comparison = scored.comparison
-    cells = [row.file_a, row.file_b, "" if comparison is None else format_probability(comparison.probability)]
+    probability = "" if comparison is None else format_probability(comparison.probability)
+    cells = [escape(row.file_a), escape(row.file_b), probability]
     if details:
         cells += [
             "" if comparison is None else f"{comparison.similarity:.4f}",
@@ -314,7 +400,7 @@ def _output_cells(row: PairRow, scored: _Scored, details: bool, extra_width: int
             "" if scored.faces_b is None else str(scored.faces_b),
             "ok" if not scored.problems else scored.problems[0].code,
         ]
-    return cells + list(row.extra) + [""] * (extra_width - len(row.extra))
+    return cells + [escape(cell) for cell in row.extra] + [""] * (extra_width - len(row.extra))
 
 
 def _csv_bytes(rows: Iterable[list[str]]) -> bytes:
@@ -350,6 +436,7 @@ def _process_dataset(
     kind: str | None = None
     pairs_name: str | None = None
     embedded = 0
+    escape = _Escaper(options.escape_formulas)
     # "." or "dir/" have no .name; the resolved name is still only the last component, never a host path.
     source_name = source.name or source.resolve().name
     try:
@@ -366,6 +453,12 @@ def _process_dataset(
                 looks_like_file=lambda cell: looks_like_image_name(cell) or resolver.exists(cell),
                 max_rows=options.max_pairs,
             )
+            if not table.rows:
+                what = "only a header" if table.header is not None else "no rows"
+                raise NoPairsError(
+                    f"{pairs_name}: {what}; nothing to score (one pair of file names a line)",
+                    details={"name": pairs_name},
+                )
             for row in table.rows:
                 if row.ok:
                     for name in (row.file_a, row.file_b):
@@ -377,12 +470,14 @@ def _process_dataset(
             needed = sorted({target for target in resolved.values() if isinstance(target, str)})
             # Read in storage order (a .tar.gz is decompressed forward once), one photo in memory at a time.
             embedded_images = engine.embed(dataset.iter_read(needed), total=len(needed), description=folder)
-            outcomes, embedded = embedded_images, embedded_images.embedded
+            outcomes, embedded = _own_messages(embedded_images), embedded_images.embedded
     except InputError as err:
         dataset_error = err
         problems.append(_Problem(pairs_name or source_name, err.code, err.message))
 
-    output_rows: list[list[str]] = [_output_header(table, options.details)]
+    # Computed once: asking the table per row is what made writing 1M rows quadratic.
+    extra_width = table.extra_width if table is not None else 0
+    output_rows: list[list[str]] = [_output_header(table, options.details, escape)]
     scored_count = 0
     if table is not None and dataset_error is None:
         for row in table.rows:
@@ -390,12 +485,12 @@ def _process_dataset(
             problems.extend(scored.problems)
             if scored.comparison is not None:
                 scored_count += 1
-            output_rows.append(_output_cells(row, scored, options.details, table.extra_width))
+            output_rows.append(_output_cells(row, scored, options.details, extra_width, escape))
     rows = len(table.rows) if table is not None else 0
     if table is not None and dataset_error is not None:
         # The table was read but the photos could not be: every row keeps its place, unscored.
         empty = _Scored(None, None, None, ())
-        output_rows += [_output_cells(row, empty, options.details, table.extra_width) for row in table.rows]
+        output_rows += [_output_cells(row, empty, options.details, extra_width, escape) for row in table.rows]
 
     summary = DatasetSummary(
         folder=folder,
@@ -408,9 +503,10 @@ def _process_dataset(
         dataset_error=None if dataset_error is None else dataset_error.code,
     )
     files = {f"{folder}/{OUTPUT_CSV}": _csv_bytes(output_rows)}
+    del output_rows  # the encoded bytes are all that is kept of a large table
     if problems:
-        files[f"{folder}/{ERROR_FILE}"] = _csv_bytes([list(ERROR_COLUMNS)] + [p.cells() for p in problems])
-    files[f"{folder}/{RUN_JSON}"] = _run_json(summary, model, options, table, kind, pairs_name)
+        files[f"{folder}/{ERROR_FILE}"] = _csv_bytes([list(ERROR_COLUMNS)] + [p.cells(escape) for p in problems])
+    files[f"{folder}/{RUN_JSON}"] = _run_json(summary, model, options, table, kind, pairs_name, escape)
     return _DatasetOutput(summary=summary, files=files)
 
 
@@ -421,6 +517,7 @@ def _run_json(
     table: PairsTable | None,
     kind: str | None,
     pairs_name: str | None,
+    escape: _Escaper,
 ) -> bytes:
     record = {
         "format": "faceprint-pairs/1",
@@ -449,6 +546,13 @@ def _run_json(
         },
         "status": summary.status,
         "dataset_error": summary.dataset_error,
+        "formula_escape": {
+            "enabled": escape.enabled,
+            "escaped_cells": escape.escaped,
+            "prefix": "'",
+            "rule": "input cells starting with = + - @ tab CR or ' get a ' in front; "
+            "the raw value is the cell without its first character when that is '",
+        },
         "error_file": ERROR_FILE if summary.error_lines else None,
     }
     return (json.dumps(record, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
@@ -558,7 +662,10 @@ def run_pairs_job(
         Counts per dataset and the exit status to report.
 
     Raises:
-        UsageError: no inputs, an input that does not exist, an unusable output path.
+        UsageError: no inputs, an input that does not exist, an unusable output path
+            (:class:`~faceprint.errors.OutputPathError`: an input, a folder, a device, a missing folder).
+        OutputWriteError: the output cannot be written (read-only, no permission, disk full), before any
+            work when the probe finds it, else when writing.
         ModelError: the models cannot be loaded.
 
     Example:
@@ -568,11 +675,8 @@ def run_pairs_job(
     """
     options = options if options is not None else PairsOptions()
     paths = _check_inputs(inputs)
-    output_path = Path(output_path)
-    if output_path.is_dir():
-        raise UsageError(f"output {output_path} is a folder; give a file name such as results.tar.gz")
-    if not output_path.parent.is_dir():
-        raise UsageError(f"the folder of output {output_path} does not exist")
+    # Before any work: a bad -o must cost nothing, and must never overwrite an input or a device.
+    output_path = check_output_path(output_path, inputs=paths)
     sources = [(f"input-{index:04d}", path) for index, path in enumerate(paths, start=1)]
     files, summaries, model = _run(sources, options, pipeline_factory)
     write_deterministic_targz(files, output_path)
@@ -616,6 +720,39 @@ def enclave_inputs(inputs_dir: Path) -> list[tuple[str, Path]]:
     return [(name, _enclave_source(path)) for _, name, path in found]
 
 
+def _check_enclave_outputs(inputs_dir: Path, output_dir: Path, folders: Sequence[str], archive_name: str) -> None:
+    """Every folder and file the enclave layout will write, checked before any work (see io.output)."""
+    check_output_path(output_dir, kind="dir", inputs=[inputs_dir])
+    if not output_dir.is_dir():
+        return  # created below; nothing in it yet that could be a device or a folder
+    check_output_path(output_dir / archive_name, inputs=[inputs_dir])
+    for folder in folders:
+        target = output_dir / folder
+        if target.exists() or target.is_symlink():
+            check_output_path(target, kind="dir", inputs=[inputs_dir])
+            for file_name in (OUTPUT_CSV, RUN_JSON, ERROR_FILE):
+                if (target / file_name).exists() or (target / file_name).is_symlink():
+                    check_output_path(target / file_name, inputs=[inputs_dir])
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        mapped = output_write_error(err, folder)
+        raise (mapped if mapped is not None else OutputWriteError(f"cannot create {folder}: {err}")) from err
+
+
+def _remove_stale(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        mapped = output_write_error(err, path)
+        raise (mapped if mapped is not None else OutputWriteError(f"cannot remove {path}: {err}")) from err
+
+
 def run_enclave_job(
     inputs_dir: Path,
     output_dir: Path,
@@ -641,17 +778,18 @@ def run_enclave_job(
         raise UsageError("the output folder must differ from the inputs folder")
     if "/" in archive_name or archive_name in ("", ".", ".."):
         raise UsageError(f"archive name must be a plain file name, not {archive_name!r}")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    _check_enclave_outputs(inputs_dir, output_dir, [folder for folder, _ in sources], archive_name)
+    _make_folder(output_dir)
     files, summaries, model = _run(sources, options, pipeline_factory)
     for folder, _ in sources:
         target = output_dir / folder
-        target.mkdir(exist_ok=True)
+        _make_folder(target)
         for file_name in (OUTPUT_CSV, RUN_JSON, ERROR_FILE):
             data = files.get(f"{folder}/{file_name}")
             if data is not None:
                 write_atomic(target / file_name, data)
             elif (target / file_name).exists():
-                (target / file_name).unlink()
+                _remove_stale(target / file_name)
     archive_path = write_deterministic_targz(files, output_dir / archive_name)
     return PairsJobResult(
         output_path=archive_path,

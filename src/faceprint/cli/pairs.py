@@ -65,6 +65,13 @@ def pairs(
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: every available core).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    no_escape_formulas: Annotated[
+        bool,
+        typer.Option(
+            "--no-escape-formulas",
+            help="Write input cells raw, even those a spreadsheet would run as a formula (=, +, -, @).",
+        ),
+    ] = False,
     calibration: CalibrationOption = None,
     detector: DetectorOption = "hog",
     upsample: UpsampleOption = 1,
@@ -106,6 +113,7 @@ def pairs(
         face=face,  # type: ignore[arg-type]  # validated above
         workers=workers,
         quiet=quiet,
+        escape_formulas=not no_escape_formulas,
     )
     result: PairsJobResult
     if inputs_dir is not None and output_dir is not None:
