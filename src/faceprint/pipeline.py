@@ -42,6 +42,9 @@ DetectorName = Literal["hog", "mmod"]
 BackendName = Literal["auto", "dlib", "onnx"]
 FaceSelection = Literal["primary", "largest"]
 
+MIN_DETECT_SIDE_PX = 64
+"""The smallest longest side detection may downsize an image to (HOG finds nothing much smaller)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
@@ -88,8 +91,8 @@ class PipelineConfig:
                 raise UsageError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.upsample < 0 or self.upsample > 3:
             raise UsageError(f"upsample must be 0-3, got {self.upsample}")
-        if self.detect_max_side_px < 64:
-            raise UsageError("detect_max_side_px must be at least 64")
+        if self.detect_max_side_px < MIN_DETECT_SIDE_PX:
+            raise UsageError(f"detect_max_side_px must be at least {MIN_DETECT_SIDE_PX}")
         if self.batch_size < 1:
             raise UsageError("batch_size must be at least 1")
         if self.intra_op_threads is not None:
@@ -204,7 +207,16 @@ class Pipeline:
         ``cheap_first`` runs that cheap pass first but returns every face it found; ``selection`` overrides
         ``config.face_selection`` for this call (a long-lived engine serves calls with different rules);
         ``max_side_px`` overrides ``config.detect_max_side_px`` (video's ``face_detection_scale``).
+
+        Raises:
+            UsageError: ``selection`` is not primary/largest, or ``max_side_px`` is below 64.
         """
+        if selection is not None:
+            _check_choice("selection", selection, get_args(FaceSelection))
+        if max_side_px is not None:
+            _check_int("max_side_px", max_side_px)
+            if max_side_px < MIN_DETECT_SIDE_PX:
+                raise UsageError(f"max_side_px must be at least {MIN_DETECT_SIDE_PX}, got {max_side_px}")
         ranked = self._ranked_detections(
             image, cheap_first=largest_only or cheap_first, selection=selection, max_side_px=max_side_px
         )
@@ -225,12 +237,8 @@ class Pipeline:
         if not found:
             found = self._run_detector(self.detector, image, max_side_px=max_side_px)
         detections = [d.with_landmarks(self.landmarker.landmarks(image, d)) for d in found]
-        size_wh = (image.shape[1], image.shape[0])
-        if (self.config.face_selection if selection is None else selection) == "primary":
-            detections.sort(key=lambda d: face_prominence(d, size_wh), reverse=True)
-        else:
-            detections.sort(key=face_size_px, reverse=True)
-        return detections
+        chosen = self.config.face_selection if selection is None else selection
+        return rank_faces(detections, (image.shape[1], image.shape[0]), chosen)
 
     # --- alignment and embedding -----------------------------------------------------------------------
 
@@ -320,6 +328,24 @@ class Pipeline:
                 details={"expected": self.spec.contract_id, "actual": a.contract_id},
             )
         return self.comparator.compare(a, b)
+
+
+def rank_faces(detections: Sequence[Detection], size_wh: tuple[int, int], selection: FaceSelection) -> list[Detection]:
+    """``detections`` with the selected face first: by :func:`face_prominence` or by :func:`face_size_px`.
+
+    The sort is stable, so faces that tie keep the detector's order (best score first).
+
+    Example:
+        >>> big = Detection(bbox_xyxy=(0.0, 0.0, 40.0, 40.0), score=1.0, detector="d")
+        >>> centred = Detection(bbox_xyxy=(80.0, 80.0, 110.0, 110.0), score=1.0, detector="d")
+        >>> [d.width for d in rank_faces([big, centred], (200, 200), "primary")]
+        [30.0, 40.0]
+        >>> [d.width for d in rank_faces([big, centred], (200, 200), "largest")]
+        [40.0, 30.0]
+    """
+    if selection == "primary":
+        return sorted(detections, key=lambda d: face_prominence(d, size_wh), reverse=True)
+    return sorted(detections, key=face_size_px, reverse=True)
 
 
 def face_prominence(detection: Detection, size_wh: tuple[int, int]) -> float:
