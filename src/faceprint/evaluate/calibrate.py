@@ -36,6 +36,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
 import os
@@ -47,6 +48,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.compare import PAIR_FEATURES
 from faceprint.errors import ContractMismatchError, InputError, MissingFileError, UsageError
 from faceprint.evaluate.metrics import (
     DEFAULT_TARGET_FARS,
@@ -232,6 +234,36 @@ def fit_platt(
     )
 
 
+def check_monotone(calibration: Calibration) -> float:
+    """The smallest similarity coefficient over the clamped feature box (positive: monotone).
+
+    Raises:
+        CalibrationFitError: It is not positive, so the probability would fall as similarity rises
+            for some qualities.
+
+    Example:
+        >>> check_monotone(Calibration(slope=3.0, intercept=-1.0))
+        3.0
+    """
+    model = calibration.quality
+    if model is None or not model.terms:
+        smallest = calibration.slope
+    else:
+        corners = itertools.product(*((term.low, term.high) for term in model.terms))
+        smallest = min(
+            calibration.slope
+            + sum(term.slope * (x - term.reference) for term, x in zip(model.terms, corner, strict=True))
+            for corner in corners
+        )
+    if not smallest > 0.0:
+        raise CalibrationFitError(
+            f"the fitted similarity coefficient falls to {smallest:.4g} for some face qualities: the probability "
+            "would not rise with similarity there; fit on more pairs or with fewer quality terms",
+            details={"min_slope": smallest},
+        )
+    return float(smallest)
+
+
 # --- calib.json --------------------------------------------------------------------------------------
 
 
@@ -297,8 +329,25 @@ class CalibrationRecord:
         except (KeyError, TypeError, ValueError) as err:
             raise CalibrationFormatError(f"malformed calibration file: {err!r}") from err
         numbers = [calibration.slope, calibration.intercept, record.threshold, *far_thresholds.values()]
+        if calibration.quality is not None:
+            numbers += [
+                value
+                for term in calibration.quality.terms
+                for value in (term.reference, term.low, term.high, term.slope, term.intercept)
+            ]
+            numbers += [value for bounds in calibration.quality.face_ranges.values() for value in bounds]
         if not all(math.isfinite(number) for number in numbers):
             raise CalibrationFormatError("calibration numbers must be finite")
+        if calibration.quality is not None:
+            unknown = [t.feature for t in calibration.quality.terms if t.feature not in PAIR_FEATURES]
+            if unknown:
+                raise CalibrationFormatError(
+                    f"unknown pair feature {unknown[0]!r} in the calibration (known: {', '.join(PAIR_FEATURES)})"
+                )
+            try:
+                check_monotone(calibration)
+            except CalibrationFitError as err:
+                raise CalibrationFormatError(f"calibration file refused: {err.message}") from err
         return record
 
 
