@@ -362,3 +362,212 @@ def test_readers_search_while_another_process_enrols(tmp_path: Path) -> None:
         assert writer.wait() == 0
         assert seen == sorted(seen)  # committed state only grows
         assert len(reader.persons()) == 60
+
+
+# --- hostile-probe regressions (issue 15) ---------------------------------------------------------------------
+
+
+def _enrolled(tmp_path: Path, count: int = 2) -> Path:
+    path = tmp_path / "g.sqlite"
+    with SqliteGallery.create(path) as g:
+        for index, faceprint in enumerate(random_fps(count)):
+            g.enroll(g.add_person(f"P{index}").person_id, [faceprint])
+    return path
+
+
+def _tamper(path: Path, statement: str) -> None:
+    conn = sqlite3.connect(path)
+    nan_blob = np.array([np.nan] + [0.0] * 7, dtype="<f4").tobytes()
+    try:
+        conn.execute(statement, (nan_blob,) if "?" in statement else ())
+        conn.commit()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE templates SET vector = X'0102030405' WHERE template_id = 1",  # 5 bytes, not 32
+        "UPDATE templates SET vector = zeroblob(64) WHERE template_id = 1",  # 16 values in an 8-d gallery
+        "UPDATE templates SET vector = 'text' WHERE template_id = 1",
+        "UPDATE templates SET vector = ? WHERE template_id = 1",  # a NaN
+        "UPDATE templates SET dim = 7 WHERE template_id = 1",
+        "UPDATE meta SET value = 'eight' WHERE key = 'dim'",
+        "UPDATE meta SET value = '-8' WHERE key = 'dim'",
+        "DELETE FROM meta WHERE key = 'dim'",
+    ],
+    ids=["short-blob", "long-blob", "text-blob", "nan", "row-dim", "dim-not-a-number", "dim-negative", "no-dim"],
+)
+def test_a_damaged_gallery_is_a_clear_error_not_a_traceback(tmp_path: Path, statement: str) -> None:
+    # issue 15 #18: identify on a corrupted template blob or a bad dim meta gave a traceback
+    from faceprint.gallery.sqlite import GalleryCorruptError
+
+    path = _enrolled(tmp_path)
+    _tamper(path, statement)
+    with SqliteGallery.open(path) as g:
+        for read in (g.snapshot, g.templates, lambda: g.export_jsonl(tmp_path / "out.jsonl")):
+            with pytest.raises(GalleryCorruptError) as caught:
+                read()
+            assert caught.value.code == "gallery_corrupt" and "damaged" in caught.value.message
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def _export_with(tmp_path: Path, change: dict[str, object], *, header: dict[str, object] | None = None) -> Path:
+    source = _enrolled(tmp_path / "src")
+    export = tmp_path / "export.jsonl"
+    with SqliteGallery.open(source) as g:
+        g.export_jsonl(export)
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    lines[0].update(header or {})
+    for key, value in change.items():
+        if key in ("source", "created_at"):
+            lines[1]["templates"][0][key] = value
+        else:
+            lines[1][key] = value
+    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return export
+
+
+@pytest.mark.parametrize(
+    ("change", "header"),
+    [
+        ({"source": {"an": "object"}}, None),
+        ({"created_at": [2024, 1, 1]}, None),
+        ({"name": ["Jane"]}, None),
+        ({"person_id": 7}, None),
+        ({"is_unknown": "yes"}, None),
+        ({}, {"contract_id": None}),  # issue 15 #23: bound the gallery to contract "None"
+        ({}, {"contract_id": 12}),
+        ({}, {"contract_id": ""}),
+    ],
+    ids=["source-object", "created-at-list", "name-list", "person-id-number", "is-unknown-text", "contract-null",
+         "contract-number", "contract-empty"],
+)
+def test_import_validates_every_field_and_rolls_back(
+    tmp_path: Path, change: dict[str, object], header: dict[str, object] | None
+) -> None:
+    # issue 15 #19 and #23
+    export = _export_with(tmp_path, change, header=header)
+    target = tmp_path / "target.sqlite"
+    with SqliteGallery.create(target) as g:
+        g.add_person("Already here")
+        before = (g.persons(), g.template_count(), g.contract_id, g.revision())
+        with pytest.raises(GalleryFormatError) as caught:
+            g.import_jsonl(export)
+        assert caught.value.code == "gallery_format"
+        assert (g.persons(), g.template_count(), g.contract_id, g.revision()) == before
+        assert g.contract_id is None
+
+
+def test_an_unbound_empty_gallery_still_round_trips(tmp_path: Path, gallery: SqliteGallery) -> None:
+    gallery.add_person("No templates yet")
+    gallery.export_jsonl(tmp_path / "e.jsonl")
+    with SqliteGallery.create(tmp_path / "t.sqlite") as target:
+        assert target.import_jsonl(tmp_path / "e.jsonl").persons_added == 1
+        assert target.contract_id is None
+
+
+def test_a_value_sqlite_cannot_bind_is_a_clear_error(gallery: SqliteGallery) -> None:
+    person = gallery.add_person("A")
+    with pytest.raises(GalleryFormatError):
+        gallery.enroll(person.person_id, random_fps(1), sources=[{"an": "object"}])  # type: ignore[list-item]
+    assert gallery.template_count() == 0
+
+
+def test_resolve_or_add_person_finds_then_creates(gallery: SqliteGallery) -> None:
+    jane = gallery.resolve_or_add_person("Jane Doe")
+    assert gallery.resolve_or_add_person("Jane Doe") == jane
+    assert gallery.resolve_or_add_person("  jane doe") == jane
+    assert gallery.resolve_or_add_person(jane.person_id) == jane
+    gallery.add_person("Twin")
+    gallery.add_person("Twin")
+    with pytest.raises(AmbiguousPersonError):
+        gallery.resolve_or_add_person("Twin")
+    assert len(gallery.persons()) == 3
+
+
+def test_concurrent_first_enrolments_of_a_new_name_make_one_person(tmp_path: Path) -> None:
+    # issue 15 #20: 6 concurrent calls made 4 persons named alike
+    path = tmp_path / "g.sqlite"
+    SqliteGallery.create(path).close()
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from faceprint.gallery.sqlite import SqliteGallery
+        start = float(sys.argv[1])
+        with SqliteGallery.open({str(path)!r}, busy_timeout_s=60) as g:
+            time.sleep(max(0.0, start - time.time()))  # all processes start the transaction together
+            print(g.resolve_or_add_person("New Person").person_id)
+        """
+    )
+    import time
+
+    start = str(time.time() + 3.0)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, start], stdout=subprocess.PIPE, text=True) for _ in range(6)
+    ]
+    ids = {worker.communicate(timeout=120)[0].strip() for worker in workers}
+    assert all(worker.returncode == 0 for worker in workers)
+    with SqliteGallery.open(path) as g:
+        assert [p.name for p in g.persons()] == ["New Person"]
+        assert ids == {g.persons()[0].person_id}
+
+
+def test_an_empty_file_is_not_a_gallery(tmp_path: Path) -> None:
+    # issue 15 #21: identify silently initialised it and found everyone unknown
+    empty = tmp_path / "g.sqlite"
+    empty.write_bytes(b"")
+    with pytest.raises(GalleryFormatError, match="empty file"):
+        SqliteGallery.open(empty)
+    assert empty.read_bytes() == b""  # not turned into a gallery
+    blank = tmp_path / "blank.sqlite"
+    sqlite3.connect(blank).execute("PRAGMA user_version = 1").connection.close()  # an SQLite file, no tables
+    with pytest.raises(GalleryFormatError):
+        SqliteGallery.open(blank)
+    with SqliteGallery(empty, create=True) as created:  # asked to create: an empty file is a new gallery
+        assert created.persons() == []
+
+
+def test_read_only_open_reads_and_refuses_writes(tmp_path: Path) -> None:
+    from faceprint.gallery.sqlite import GalleryReadOnlyError
+
+    path = _enrolled(tmp_path)
+    with SqliteGallery.open(path, read_only=True) as g:
+        assert g.read_only and len(g.persons()) == 2 and g.snapshot().template_count == 2
+        with pytest.raises(GalleryReadOnlyError) as caught:
+            g.add_person("X")
+        assert caught.value.code == "gallery_read_only"
+    with pytest.raises(GalleryNotFoundError):
+        SqliteGallery(tmp_path / "missing.sqlite", create=True, read_only=True)
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real read-only file system (a tmpfs remounted ro); skips where mounting is not allowed."""
+    import os
+    import shutil
+
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root and mount(8) for a real read-only file system")
+    point = tmp_path / "ro"
+    point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(point)], check=False).returncode:
+        pytest.skip("mounting a tmpfs is not allowed here")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_gallery_on_a_read_only_file_system_can_be_searched(read_only_mount: Path) -> None:
+    # issue 15 #22: "not a faceprint gallery: attempt to write a readonly database"
+    path = _enrolled(read_only_mount)
+    assert subprocess.run(["mount", "-o", "remount,ro", str(read_only_mount)], check=False).returncode == 0
+    with SqliteGallery.open(path) as g:
+        assert g.read_only
+        assert len(g.persons()) == 2
+        assert len(search([random_fps(1)[0]], [g], top_k=1, min_similarity=0.5)[0].matches) == 1
+        with pytest.raises(Exception) as caught:
+            g.add_person("X")
+        assert getattr(caught.value, "code", None) == "gallery_read_only"

@@ -8,6 +8,14 @@ idempotent and upgrades old files in place.
 A gallery holds ONE embedding contract: the first enrolment binds it (or ``contract_id=`` at creation)
 and faceprints of any other contract are refused with :class:`~faceprint.errors.ContractMismatchError`.
 
+Damaged or foreign files get clear errors, never a traceback: an existing 0-byte file is not a gallery
+(it is never silently initialised as an empty one); a template whose vector blob has the wrong size or is
+not finite, or a ``dim`` that is not a number, is :class:`GalleryCorruptError`. A gallery that cannot be
+written (a read-only folder or file system, a read-only file) is opened read-only (SQLite ``mode=ro``, or
+``immutable=1`` when even the WAL index cannot be created), so it can still be searched; a write to it is
+:class:`GalleryReadOnlyError`. :meth:`SqliteGallery.resolve_or_add_person` finds or creates a person by
+name in one write transaction, so concurrent first enrolments of a new name make one person, not several.
+
 Example:
     >>> import tempfile, pathlib
     >>> from faceprint.types import Faceprint
@@ -27,6 +35,7 @@ import json
 import os
 import sqlite3
 import threading
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,8 +46,9 @@ from typing import Any
 
 import numpy as np
 
-from faceprint.errors import ContractMismatchError, UsageError
+from faceprint.errors import ContractMismatchError, FaceprintFormatError, UsageError
 from faceprint.gallery.base import (
+    AmbiguousPersonError,
     GalleryBusyError,
     GalleryExistsError,
     GalleryFormatError,
@@ -107,6 +117,43 @@ def _vector_blob(faceprint: Faceprint) -> bytes:
     return faceprint.vector.astype("<f4", copy=False).tobytes()
 
 
+def _decode_vector(blob: object, dim: object, where: str, gallery: str) -> np.ndarray:
+    """A template's float32 vector from its blob, checked against its ``dim``; damage is GalleryCorruptError."""
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise GalleryCorruptError(f"gallery {gallery!r} is damaged: {where} has no vector blob ({type(blob).__name__})")
+    size = len(blob)
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0:
+        raise GalleryCorruptError(f"gallery {gallery!r} is damaged: {where} has dimension {dim!r}")
+    if size != 4 * dim:
+        raise GalleryCorruptError(
+            f"gallery {gallery!r} is damaged: {where} holds {size} bytes, not the {4 * dim} of a {dim}-d vector",
+            details={"bytes": size, "dim": dim},
+        )
+    vector = np.frombuffer(bytes(blob), dtype="<f4").astype(np.float32)
+    if not np.all(np.isfinite(vector)):
+        raise GalleryCorruptError(f"gallery {gallery!r} is damaged: {where} holds non-finite values (NaN, inf)")
+    return vector
+
+
+class GalleryCorruptError(GalleryFormatError):
+    """A gallery file whose content is damaged: a template blob of the wrong size, a bad ``dim``, NaNs."""
+
+    code = "gallery_corrupt"
+
+
+class GalleryReadOnlyError(UsageError):
+    """A write to a gallery that could only be opened read-only (read-only folder, file or file system)."""
+
+    code = "gallery_read_only"
+
+
+_READ_ONLY_MARKERS = ("readonly database", "read-only", "unable to open database file", "readonly")
+
+
+def _is_read_only_failure(err: sqlite3.Error) -> bool:
+    return any(marker in str(err).lower() for marker in _READ_ONLY_MARKERS)
+
+
 @dataclass(frozen=True, slots=True)
 class ImportSummary:
     """What :meth:`SqliteGallery.import_jsonl` did."""
@@ -129,6 +176,8 @@ class SqliteGallery:
         contract_id: bind a new (or still empty) gallery to this contract.
         name: display name; defaults to the file stem.
         busy_timeout_s: how long a write waits for another process's write lock.
+        read_only: open without writing (no migrations; writes raise :class:`GalleryReadOnlyError`);
+            ``None`` (default) opens read-write and falls back to read-only when the file cannot be written.
 
     Example:
         >>> gallery = SqliteGallery.open("team.sqlite")  # doctest: +SKIP
@@ -144,36 +193,124 @@ class SqliteGallery:
         contract_id: str | None = None,
         name: str | None = None,
         busy_timeout_s: float = 30.0,
+        read_only: bool | None = None,
     ) -> None:
         self._path = Path(path)
         self._name = name if name is not None else self._path.stem
         self._lock = threading.RLock()
         self._snapshot: GallerySnapshot | None = None
-        if not self._path.exists():
-            if not create:
+        self._busy_timeout_s = busy_timeout_s
+        existed = self._path.exists()
+        if not existed:
+            if not create or read_only is True:
                 raise GalleryNotFoundError(f"no gallery at {self._path}", details={"path": str(self._path)})
             self._path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(
-                self._path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        elif not create and self._path.is_file() and self._path.stat().st_size == 0:
+            # SQLite would happily initialise it; an empty file given as a gallery to read is a mistake to
+            # report. (With create=True it may be another process's gallery being created this instant.)
+            raise GalleryFormatError(
+                f"{self._path} is an empty file (0 bytes), not a faceprint gallery", details={"path": str(self._path)}
             )
+        self.read_only = bool(read_only)
+        if read_only:
+            self._conn = self._connect_read_only()
+            return
+        try:
+            self._conn = self._connect_read_write(contract_id, may_initialise=create)
+        except sqlite3.OperationalError as err:
+            if read_only is None and existed and contract_id is None and _is_read_only_failure(err):
+                self.read_only = True
+                self._conn = self._connect_read_only()
+                return
+            raise GalleryFormatError(f"cannot open gallery {self._path}: {err}") from err
+
+    def _connect_read_write(self, contract_id: str | None, *, may_initialise: bool) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._path, timeout=self._busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.OperationalError:
+            raise
         except sqlite3.Error as err:
             raise GalleryFormatError(f"cannot open gallery {self._path}: {err}") from err
+        self._conn = conn
         try:
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA foreign_keys = ON")
             # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commit.
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(may_initialise=may_initialise)
             if contract_id is not None:
                 self._bind_contract(contract_id)
+        except sqlite3.OperationalError as err:
+            conn.close()
+            if _is_read_only_failure(err):
+                raise
+            raise GalleryFormatError(f"{self._path} is not a faceprint gallery: {err}") from err
         except sqlite3.DatabaseError as err:
-            self._conn.close()
+            conn.close()
             raise GalleryFormatError(f"{self._path} is not a faceprint gallery: {err}") from err
         except BaseException:
-            self._conn.close()
+            conn.close()
             raise
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A read-only connection; ``immutable=1`` when the WAL index cannot even be created (read-only media)."""
+        quoted = urllib.parse.quote(str(self._path.resolve()))
+        last: sqlite3.Error | None = None
+        for query in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    f"file:{quoted}?{query}",
+                    uri=True,
+                    timeout=self._busy_timeout_s,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+            except sqlite3.Error as err:
+                last = err
+                continue
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+                self._check_schema(conn)
+            except sqlite3.OperationalError as err:
+                conn.close()
+                last = err
+                continue
+            except sqlite3.DatabaseError as err:
+                conn.close()
+                raise GalleryFormatError(f"{self._path} is not a faceprint gallery: {err}") from err
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+        raise GalleryFormatError(
+            f"cannot open gallery {self._path} read-only: {last}", details={"path": str(self._path)}
+        )
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """For read-only use: the schema must be complete, since no migration can run."""
+        has_version = conn.execute(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()[0]
+        current = 0
+        if has_version:
+            current = int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+        if current == 0:
+            raise GalleryFormatError(f"{self._path} is not a faceprint gallery")
+        if current > SCHEMA_VERSION:
+            raise GalleryFormatError(
+                f"gallery {self._path} has schema version {current}, newer than this faceprint understands "
+                f"({SCHEMA_VERSION}); upgrade faceprint",
+                details={"schema_version": current, "supported": SCHEMA_VERSION},
+            )
+        if current < SCHEMA_VERSION:
+            raise GalleryReadOnlyError(
+                f"gallery {self._path} has schema version {current} and needs an upgrade, which needs write access",
+                details={"schema_version": current, "supported": SCHEMA_VERSION},
+            )
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -193,10 +330,15 @@ class SqliteGallery:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, name: str | None = None, busy_timeout_s: float = 30.0
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        name: str | None = None,
+        busy_timeout_s: float = 30.0,
+        read_only: bool | None = None,
     ) -> SqliteGallery:
-        """Open an existing gallery file (applying pending migrations)."""
-        return cls(path, create=False, name=name, busy_timeout_s=busy_timeout_s)
+        """Open an existing gallery file (applying pending migrations; read-only when it cannot be written)."""
+        return cls(path, create=False, name=name, busy_timeout_s=busy_timeout_s, read_only=read_only)
 
     def close(self) -> None:
         with self._lock:
@@ -236,6 +378,11 @@ class SqliteGallery:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock up front so it cannot deadlock on upgrade."""
+        if self.read_only:
+            raise GalleryReadOnlyError(
+                f"gallery {self._name!r} is open read-only (its file or folder cannot be written)",
+                details={"path": str(self._path)},
+            )
         with self._lock:
             self._begin("BEGIN IMMEDIATE")
             try:
@@ -246,6 +393,10 @@ class SqliteGallery:
                     "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
                 )
                 self._conn.execute("COMMIT")
+            except (sqlite3.InterfaceError, sqlite3.ProgrammingError) as err:
+                # A value SQLite cannot bind (an object where text belongs): a bad input, not a crash.
+                self._conn.execute("ROLLBACK")
+                raise GalleryFormatError(f"gallery {self._name!r}: a value cannot be stored: {err}") from err
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -258,7 +409,7 @@ class SqliteGallery:
                 raise GalleryBusyError(f"gallery {self._name!r} is busy (another process is writing): {err}") from err
             raise
 
-    def _migrate(self) -> None:
+    def _migrate(self, *, may_initialise: bool = True) -> None:
         with self._lock:
             self._begin("BEGIN IMMEDIATE")
             try:
@@ -278,6 +429,9 @@ class SqliteGallery:
                         "AND name NOT IN ('schema_version', 'sqlite_sequence')"
                     ).fetchone()[0]
                     if others:
+                        raise GalleryFormatError(f"{self._path} is an SQLite file but not a faceprint gallery")
+                    if not may_initialise:
+                        # An SQLite file without our schema, opened to be read: never turn it into a gallery.
                         raise GalleryFormatError(f"{self._path} is an SQLite file but not a faceprint gallery")
                 for version, statements in MIGRATIONS:
                     if version <= current:
@@ -308,6 +462,21 @@ class SqliteGallery:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
+    def _meta_dim(self, conn: sqlite3.Connection) -> int | None:
+        text = self._meta(conn, "dim")
+        if text is None:
+            return None
+        try:
+            dim = int(text)
+        except ValueError:
+            dim = 0
+        if dim <= 0:
+            raise GalleryCorruptError(
+                f"gallery {self._name!r} is damaged: its dimension is {text!r}, not a positive number",
+                details={"dim": text},
+            )
+        return dim
+
     @property
     def contract_id(self) -> str | None:
         with self._read() as conn:
@@ -336,13 +505,13 @@ class SqliteGallery:
         if model_id is not None and self._meta(conn, "model_id") is None:
             conn.execute("INSERT INTO meta(key, value) VALUES ('model_id', ?)", (model_id,))
         if dim is not None:
-            bound_dim = self._meta(conn, "dim")
+            bound_dim = self._meta_dim(conn)
             if bound_dim is None:
                 conn.execute("INSERT INTO meta(key, value) VALUES ('dim', ?)", (str(dim),))
-            elif int(bound_dim) != dim:
+            elif bound_dim != dim:
                 raise ContractMismatchError(
                     f"gallery {self._name!r} holds {bound_dim}-d templates, not {dim}-d",
-                    details={"gallery_dim": int(bound_dim), "faceprint_dim": dim},
+                    details={"gallery_dim": bound_dim, "faceprint_dim": dim},
                 )
 
     def revision(self) -> int:
@@ -385,6 +554,44 @@ class SqliteGallery:
         with self._read() as conn:
             rows = conn.execute(self._PERSON_SELECT + " WHERE p.name = ? ORDER BY p.person_id", (name,)).fetchall()
         return [self._person(row) for row in rows]
+
+    def resolve_or_add_person(self, ref: str) -> Person:
+        """The person ``ref`` names (an id, else a unique name, exact then case-insensitive), else a new one.
+
+        Lookup and creation are one write transaction (``BEGIN IMMEDIATE``), so concurrent first enrolments
+        of a new name, from any number of processes, create exactly one person.
+
+        Raises:
+            AmbiguousPersonError: several persons carry that name (use the id).
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> with SqliteGallery.create(pathlib.Path(tempfile.mkdtemp()) / "g.sqlite") as gallery:
+            ...     first = gallery.resolve_or_add_person("Jane Doe")
+            ...     gallery.resolve_or_add_person("jane doe").person_id == first.person_id
+            True
+        """
+        with self._write() as conn:
+            row = conn.execute(self._PERSON_SELECT + " WHERE p.person_id = ?", (ref,)).fetchone()
+            if row is not None:
+                return self._person(row)
+            found = [self._person(r) for r in conn.execute(self._PERSON_SELECT + " WHERE p.name = ?", (ref,))]
+            if not found:
+                wanted = ref.strip().casefold()
+                found = [
+                    self._person(r)
+                    for r in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id")
+                    if str(r[1]).casefold() == wanted
+                ]
+            if len(found) > 1:
+                ids = ", ".join(person.person_id for person in found)
+                raise AmbiguousPersonError(
+                    f"{len(found)} persons are named {ref!r} in gallery {self._name!r}; use an id: {ids}",
+                    details={"person": ref, "person_ids": [person.person_id for person in found]},
+                )
+            if found:
+                return found[0]
+            return self._add_person(conn, ref, person_id=None, is_unknown=False)
 
     def add_person(self, name: str, *, person_id: str | None = None, is_unknown: bool = False) -> Person:
         """Add a person without templates (enrol them with :meth:`enroll`)."""
@@ -548,30 +755,58 @@ class SqliteGallery:
                 self._get_person(conn, person_id)
                 rows = conn.execute(
                     "SELECT template_id, person_id, vector, model_id, package_version, model_options, source, "
-                    "created_at FROM templates WHERE person_id = ? ORDER BY template_id",
+                    "created_at, dim FROM templates WHERE person_id = ? ORDER BY template_id",
                     (person_id,),
                 ).fetchall()
             else:
                 rows = conn.execute(
                     "SELECT template_id, person_id, vector, model_id, package_version, model_options, source, "
-                    "created_at FROM templates ORDER BY template_id"
+                    "created_at, dim FROM templates ORDER BY template_id"
                 ).fetchall()
+            dim = self._meta_dim(conn)
         return [
             Template(
                 template_id=int(row[0]),
                 person_id=str(row[1]),
-                faceprint=Faceprint(
-                    vector=np.frombuffer(row[2], dtype="<f4").astype(np.float32),
-                    model_id=str(row[3]),
-                    contract_id=str(contract_id),
-                    package_version=str(row[4]),
-                    model_options=json.loads(row[5]),
-                ),
+                faceprint=self._template_faceprint(row[0], row[2], row[8], dim, row[3], contract_id, row[4], row[5]),
                 source=row[6],
                 created_at=row[7],
             )
             for row in rows
         ]
+
+    def _template_faceprint(
+        self,
+        template_id: object,
+        blob: object,
+        row_dim: object,
+        gallery_dim: int | None,
+        model_id: object,
+        contract_id: str | None,
+        package_version: object,
+        model_options: object,
+    ) -> Faceprint:
+        where = f"template {template_id}"
+        if gallery_dim is None:
+            raise GalleryCorruptError(f"gallery {self._name!r} is damaged: it holds templates but no dimension")
+        if row_dim != gallery_dim:
+            raise GalleryCorruptError(
+                f"gallery {self._name!r} is damaged: {where} is {row_dim!r}-d in a {gallery_dim}-d gallery"
+            )
+        vector = _decode_vector(blob, row_dim, where, self._name)
+        try:
+            options = json.loads(model_options) if isinstance(model_options, str | bytes) else None
+        except json.JSONDecodeError:
+            options = None
+        if not isinstance(options, dict):
+            raise GalleryCorruptError(f"gallery {self._name!r} is damaged: {where} has unreadable model options")
+        return Faceprint(
+            vector=vector,
+            model_id=str(model_id),
+            contract_id=str(contract_id),
+            package_version=str(package_version),
+            model_options=options,
+        )
 
     def template_count(self) -> int:
         with self._read() as conn:
@@ -586,14 +821,24 @@ class SqliteGallery:
             if cached is not None and cached.revision == revision:
                 return cached
             contract_id = self._meta(conn, "contract_id")
-            dim_text = self._meta(conn, "dim")
+            bound_dim = self._meta_dim(conn)
             persons = [
                 self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id").fetchall()
             ]
-            rows = conn.execute("SELECT person_id, vector FROM templates ORDER BY person_id, template_id").fetchall()
-        dim = 0 if dim_text is None else int(dim_text)
+            rows = conn.execute(
+                "SELECT person_id, vector, template_id, dim FROM templates ORDER BY person_id, template_id"
+            ).fetchall()
+        if rows and bound_dim is None:
+            raise GalleryCorruptError(f"gallery {self._name!r} is damaged: it holds templates but no dimension")
+        dim = 0 if bound_dim is None else bound_dim
+        for row in rows:
+            if row[3] != dim:
+                raise GalleryCorruptError(
+                    f"gallery {self._name!r} is damaged: template {row[2]} is {row[3]!r}-d in a {dim}-d gallery"
+                )
+            _decode_vector(row[1], dim, f"template {row[2]}", self._name)
         number = {person.person_id: i for i, person in enumerate(persons)}
-        vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype="<f4").astype(np.float32)
+        vectors = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype="<f4").astype(np.float32)
         snapshot = GallerySnapshot(
             name=self._name,
             contract_id=contract_id,
@@ -650,18 +895,13 @@ class SqliteGallery:
                 self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id").fetchall()
             ]
             rows = conn.execute(
-                "SELECT person_id, vector, model_id, package_version, model_options, source, created_at "
-                "FROM templates ORDER BY person_id, template_id"
+                "SELECT person_id, vector, model_id, package_version, model_options, source, created_at, "
+                "template_id, dim FROM templates ORDER BY person_id, template_id"
             ).fetchall()
+            dim = self._meta_dim(conn)
         by_person: dict[str, list[dict[str, Any]]] = {person.person_id: [] for person in persons}
         for row in rows:
-            faceprint = Faceprint(
-                vector=np.frombuffer(row[1], dtype="<f4").astype(np.float32),
-                model_id=str(row[2]),
-                contract_id=str(contract_id),
-                package_version=str(row[3]),
-                model_options=json.loads(row[4]),
-            )
+            faceprint = self._template_faceprint(row[7], row[1], row[8], dim, row[2], contract_id, row[3], row[4])
             by_person[row[0]].append({"faceprint": faceprint.to_dict(), "source": row[5], "created_at": row[6]})
         header = {
             "format": EXPORT_FORMAT,
@@ -705,7 +945,12 @@ class SqliteGallery:
                 self._check_or_bind(conn, contract_id, None, None)
             for record in records:
                 person_id = str(record["person_id"])
-                faceprints = [Faceprint.from_dict(t["faceprint"]) for t in record["templates"]]
+                try:
+                    faceprints = [Faceprint.from_dict(t["faceprint"]) for t in record["templates"]]
+                except (FaceprintFormatError, ValueError) as err:
+                    raise GalleryFormatError(
+                        f"{path}: person {person_id!r}: a template is not a faceprint: {err}"
+                    ) from err
                 row = conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone()
                 existing: set[bytes] = set()
                 if row is None:
@@ -757,22 +1002,41 @@ def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict
         header = json.loads(lines[0])
         if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
             raise GalleryFormatError(f"{source} is not a {EXPORT_FORMAT} export")
+        contract_id = header.get("contract_id")
+        if contract_id is not None and (not isinstance(contract_id, str) or not contract_id.strip()):
+            raise GalleryFormatError(f"{source}:1: contract_id must be a non-empty string, not {contract_id!r}")
         records: list[dict[str, Any]] = []
         for number, line in enumerate(lines[1:], start=2):
             if not line.strip():
                 continue
             record = json.loads(line)
-            if not isinstance(record, dict) or not isinstance(record.get("templates"), list):
-                raise GalleryFormatError(f"{source}:{number}: not a person record")
-            if "person_id" not in record or "name" not in record:
-                raise GalleryFormatError(f"{source}:{number}: person record without person_id or name")
-            for template in record["templates"]:
-                fp = template.get("faceprint") if isinstance(template, dict) else None
-                if not isinstance(fp, dict) or fp.get("contract_id") != header.get("contract_id"):
-                    raise GalleryFormatError(
-                        f"{source}:{number}: template without a faceprint of the export's contract"
-                    )
+            _check_person_record(record, f"{source}:{number}", contract_id)
             records.append(record)
     except json.JSONDecodeError as err:
         raise GalleryFormatError(f"{source} is not valid JSON lines: {err}") from err
     return header, records
+
+
+def _check_person_record(record: Any, where: str, contract_id: str | None) -> None:
+    """Every field the import stores has the type it needs: a bad value is refused before any write."""
+    if not isinstance(record, dict) or not isinstance(record.get("templates"), list):
+        raise GalleryFormatError(f"{where}: not a person record")
+    if "person_id" not in record or "name" not in record:
+        raise GalleryFormatError(f"{where}: person record without person_id or name")
+    for key in ("person_id", "name"):
+        if not isinstance(record[key], str):
+            raise GalleryFormatError(f"{where}: {key} must be text, not {type(record[key]).__name__}")
+    if not isinstance(record.get("is_unknown", False), bool):
+        raise GalleryFormatError(f"{where}: is_unknown must be true or false")
+    if record["templates"] and contract_id is None:
+        # An unbound export has no templates; templates with a null contract would bind the gallery to "None".
+        raise GalleryFormatError(f"{where}: templates in an export whose contract_id is null")
+    for index, template in enumerate(record["templates"], start=1):
+        at = f"{where}: template {index}"
+        fp = template.get("faceprint") if isinstance(template, dict) else None
+        if not isinstance(fp, dict) or fp.get("contract_id") != contract_id:
+            raise GalleryFormatError(f"{at}: no faceprint of the export's contract")
+        for key in ("source", "created_at"):
+            value = template.get(key)
+            if value is not None and not isinstance(value, str):
+                raise GalleryFormatError(f"{at}: {key} must be text or null, not {type(value).__name__}")
