@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +53,7 @@ from faceprint.models.dlib_to_onnx import (
     read_dlib_mmod,
     read_dlib_resnet,
 )
-from faceprint.models.store import DIGESTS_FILE_NAME, dlib_models_dir
+from faceprint.models.store import DIGESTS_FILE_NAME, DigestCache, dlib_models_dir
 
 Array = npt.NDArray[np.float32]
 MEAN = (122.782, 117.001, 104.298)
@@ -395,7 +398,7 @@ def test_cache_converts_once_and_records_digests(tmp_path: Path) -> None:
     assert names == [".lock", "net.json", "net.onnx", DIGESTS_FILE_NAME]
 
 
-def test_cache_regenerates_when_source_or_converter_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_regenerates_when_source_or_converter_changes(tmp_path: Path) -> None:
     source = tmp_path / "net.dat"
     source.write_bytes(struct.pack("<f", 2.0))
     cache = ConvertedModelCache(tmp_path / "cache")
@@ -408,8 +411,8 @@ def test_cache_regenerates_when_source_or_converter_changes(tmp_path: Path, monk
     (out,) = _session(onnx.load(str(path))).run(None, {"x": np.ones(1, np.float32)})
     assert out[0] == 3.0
 
-    monkeypatch.setattr(dlib_to_onnx, "CONVERTER_VERSION", dlib_to_onnx.CONVERTER_VERSION + 1)
-    cache.path_for("net", source, convert)
+    newer = ConvertedModelCache(tmp_path / "cache", converter_version=dlib_to_onnx.CONVERTER_VERSION + 1)
+    newer.path_for("net", source, convert)
     assert convert.calls == 3
 
 
@@ -429,6 +432,78 @@ def test_cache_rejects_missing_source_and_bad_names(tmp_path: Path) -> None:
         cache.path_for("net", tmp_path / "absent.dat", CountingConverter())
     with pytest.raises(ValueError, match="bad cache entry name"):
         cache.path_for("../escape", tmp_path / "absent.dat", CountingConverter())
+
+
+def test_a_warm_cache_does_not_hash_the_onnx_file_again(tmp_path: Path) -> None:
+    source = tmp_path / "net.dat"
+    source.write_bytes(struct.pack("<f", 2.0))
+    first = ConvertedModelCache(tmp_path / "cache")
+    path = first.path_for("net", source, CountingConverter())
+    # A new cache object, as in the next process: the ONNX file's digest is remembered on disk.
+    later = ConvertedModelCache(tmp_path / "cache")
+    assert later.path_for("net", source, CountingConverter()) == path
+    assert later.conversions == 0 and later.digests.hashed_files == 0
+    # ...but a changed file is hashed again, and refused.
+    path.write_bytes(path.read_bytes() + b"\x00")
+    with pytest.raises(ChecksumMismatchError):
+        ConvertedModelCache(tmp_path / "cache").path_for("net", source, CountingConverter())
+
+
+class SlowFileCountingConverter:
+    """Counts conversions in a file (shared by processes) and takes long enough for the others to arrive."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __call__(self, source: Path) -> onnx.ModelProto:
+        with self.log.open("a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        time.sleep(0.3)
+        (scale,) = struct.unpack("<f", source.read_bytes())
+        return _tiny_model(scale)
+
+
+def _convert_in_worker(directory: Path, source: Path, log: Path, barrier: Any) -> None:
+    barrier.wait()  # every worker starts on the empty cache at the same moment
+    path = ConvertedModelCache(directory).path_for("net", source, SlowFileCountingConverter(log))
+    if not path.is_file():
+        raise SystemExit(1)
+
+
+def test_workers_starting_together_convert_once(tmp_path: Path) -> None:
+    source = tmp_path / "net.dat"
+    source.write_bytes(struct.pack("<f", 2.0))
+    log = tmp_path / "conversions.log"
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(3)
+    workers = [
+        context.Process(target=_convert_in_worker, args=(tmp_path / "cache", source, log, barrier)) for _ in range(3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert len(log.read_text().splitlines()) == 1
+    (out,) = _session(onnx.load(str(tmp_path / "cache" / "net.onnx"))).run(None, {"x": np.ones(1, np.float32)})
+    assert out[0] == 2.0
+
+
+def test_a_read_only_cache_that_holds_the_conversion_still_works(tmp_path: Path) -> None:
+    source = tmp_path / "net.dat"
+    source.write_bytes(struct.pack("<f", 2.0))
+    path = ConvertedModelCache(tmp_path / "cache").path_for("net", source, CountingConverter())
+    (tmp_path / "cache" / ".lock").unlink()
+    (tmp_path / "cache" / DIGESTS_FILE_NAME).unlink()
+    # Root ignores permission bits, so "cannot write" is a lock and digest file under a regular file.
+    blocked = DigestCache(tmp_path / "net.dat" / DIGESTS_FILE_NAME)
+    read_only = ConvertedModelCache(tmp_path / "cache", digests=blocked)
+    for _ in range(2):
+        assert read_only.path_for("net", source, CountingConverter()) == path
+    assert blocked.hashed_files == 2  # the source and the ONNX file, once each: kept in memory
+    assert read_only.conversions == 0
+    with dlib_to_onnx._directory_lock(tmp_path / "net.dat" / "cache"):  # no lock file possible: no lock, no error
+        pass
 
 
 # --- integration: the real dlib networks ----------------------------------------------------------------

@@ -1044,14 +1044,19 @@ class ConvertedModelCache:
     Args:
         directory: where conversions are kept, e.g. ``default_model_dir() / "converted"``.
         digests: the digest cache to check files with; None means one kept in ``directory``.
+        converter_version: recorded in each sidecar; a conversion recorded with another version is redone
+            (tests pass a new one to see that happen).
 
     Example:
         >>> cache = ConvertedModelCache(default_model_dir() / "converted")       # doctest: +SKIP
         >>> path = cache.resnet(Path("dlib_face_recognition_resnet_model_v1.dat"))  # doctest: +SKIP
     """
 
-    def __init__(self, directory: Path, *, digests: DigestCache | None = None) -> None:
+    def __init__(
+        self, directory: Path, *, digests: DigestCache | None = None, converter_version: int = CONVERTER_VERSION
+    ) -> None:
         self.directory = directory
+        self.converter_version = converter_version
         self.digests = digests if digests is not None else DigestCache(directory / DIGESTS_FILE_NAME)
         self._lock = threading.Lock()
         self.conversions = 0
@@ -1083,7 +1088,7 @@ class ConvertedModelCache:
         recipe: dict[str, Any] = {
             "source": source.name,
             "source_sha256": source_digest,
-            "converter_version": CONVERTER_VERSION,
+            "converter_version": self.converter_version,
         }
         return self.built_file(
             f"{name}.onnx",
@@ -1152,10 +1157,12 @@ class ConvertedModelCache:
     ) -> None:
         payload = build()
         self.conversions += 1
-        document = {**recipe, digest_key: _sha256_bytes(payload)}
+        sha256 = _sha256_bytes(payload)
+        document = {**recipe, digest_key: sha256}
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_atomically(path, payload)
+            self.digests.remember(path, sha256)
             _write_atomically(sidecar, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
         except OSError as err:
             raise ModelError(

@@ -132,6 +132,14 @@ class DigestCache:
             self._save_locked(name)
         return value
 
+    def remember(self, file: Path, sha256: str) -> None:
+        """Record the digest of a file the caller just wrote from bytes it hashed (saves reading it back)."""
+        name = str(file.resolve())
+        with self._lock:
+            self._load_locked()
+            self._memory[name] = (_file_key(file), sha256)
+            self._save_locked(name)
+
     def _load_locked(self) -> None:
         if self._loaded:
             return
