@@ -1,0 +1,288 @@
+"""Uploaded files: stored atomically under the data dir, named by id, addressed as ``storage://<id>``.
+
+A job's sources are storage URIs only, never server paths: :meth:`UploadStore.resolve` turns a URI into the
+stored file after checking the id's form, so no client string ever becomes a path. Each upload is checked
+against the sha256 the client sent (when it sent one), its kind is sniffed from its first bytes (never from
+its name), and its size is limited while it streams in.
+
+Example:
+    >>> import tempfile, io
+    >>> store = UploadStore(Path(tempfile.mkdtemp()))
+    >>> record = store.save(io.BytesIO(b"\\x89PNG\\r\\n\\x1a\\n" + b"0" * 32), filename="../../a.png", max_bytes=1000)
+    >>> record.filename, record.media_type, record.uri == f"storage://{record.id}"
+    ('a.png', 'image', True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from faceprint.errors import InputError, UsageError
+from faceprint.io.atomic import write_atomic
+
+__all__ = [
+    "STORAGE_SCHEME",
+    "InvalidSourceError",
+    "MediaType",
+    "UnsupportedMediaError",
+    "UploadDigestMismatchError",
+    "UploadNotFoundError",
+    "UploadRecord",
+    "UploadStore",
+    "UploadTooLargeError",
+    "clean_filename",
+    "parse_storage_uri",
+    "sniff_media_type",
+]
+
+STORAGE_SCHEME = "storage://"
+MediaType = Literal["image", "video", "archive"]
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_CHUNK = 1 << 20
+
+
+class UploadTooLargeError(InputError):
+    """The upload is larger than the server's limit."""
+
+    code = "upload_too_large"
+    http_status = 413
+
+
+class UploadDigestMismatchError(InputError):
+    """The bytes received do not have the sha256 the client said they have (a truncated or altered upload)."""
+
+    code = "upload_digest_mismatch"
+    http_status = 422
+
+
+class UnsupportedMediaError(InputError):
+    """Not an image, a video or a dataset archive (told by content), or a kind this job cannot take."""
+
+    code = "unsupported_media"
+    http_status = 415
+
+
+class UploadNotFoundError(InputError):
+    """No upload with this id (or the source is not a ``storage://`` URI of a valid id)."""
+
+    code = "upload_not_found"
+    http_status = 404
+
+
+class InvalidSourceError(UsageError):
+    """A job source that is not a ``storage://<id>`` URI (server paths and URLs are refused)."""
+
+    code = "invalid_source"
+    http_status = 422
+
+
+def sniff_media_type(head: bytes) -> MediaType | None:
+    """``image``, ``video`` or ``archive`` from a file's first bytes (at least 512 for TAR); None otherwise.
+
+    Example:
+        >>> sniff_media_type(b"\\xff\\xd8\\xff\\xe0"), sniff_media_type(b"PK\\x03\\x04"), sniff_media_type(b"hello")
+        ('image', 'archive', None)
+    """
+    if head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")):
+        return "image"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "image" if brand in (b"heic", b"heix", b"avif", b"mif1") else "video"
+    if head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return "video"
+    if head.startswith((b"\x1f\x8b", b"PK\x03\x04")) or head[257:262] == b"ustar":
+        return "archive"
+    return None
+
+
+def clean_filename(name: str | None) -> str:
+    """The last path component of a client's file name, without control characters (display only).
+
+    Example:
+        >>> clean_filename("..\\\\..\\\\boot.ini"), clean_filename("/etc/passwd"), clean_filename("")
+        ('boot.ini', 'passwd', 'upload')
+    """
+    if name is None:
+        return "upload"
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch)[0] != "C").strip().strip(".")
+    return base[:200] if base else "upload"
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """A stored upload (DeepVA's storage object, plus the sha256)."""
+
+    id: str
+    filename: str
+    media_type: MediaType
+    size_bytes: int
+    sha256: str
+    time_created_s: float
+
+    @property
+    def uri(self) -> str:
+        return f"{STORAGE_SCHEME}{self.id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "uri": self.uri,
+            "filename": self.filename,
+            "media_type": self.media_type,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "time_created_s": self.time_created_s,
+        }
+
+
+def parse_storage_uri(uri: str) -> str:
+    """The upload id of ``storage://<id>``.
+
+    Raises:
+        InvalidSourceError: anything else (a path, an http URL, a malformed id).
+
+    Example:
+        >>> parse_storage_uri("storage://" + "a" * 32) == "a" * 32
+        True
+    """
+    if not isinstance(uri, str) or not uri.startswith(STORAGE_SCHEME):
+        raise InvalidSourceError(
+            f"sources must be storage URIs (storage://<id> from POST /api/v1/storage/), got {str(uri)[:200]!r}",
+            details={"source": str(uri)[:200]},
+        )
+    upload_id = uri[len(STORAGE_SCHEME) :]
+    if not _ID_RE.match(upload_id):
+        raise InvalidSourceError(f"malformed storage URI {uri[:200]!r}", details={"source": uri[:200]})
+    return upload_id
+
+
+class UploadStore:
+    """Uploads in ``root``: ``<id>/data`` and ``<id>/meta.json``, each written atomically.
+
+    Several processes may share one root (the server writes, workers read).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def _folder(self, upload_id: str) -> Path:
+        if not _ID_RE.match(upload_id):
+            raise UploadNotFoundError(f"no upload {upload_id[:100]!r}", details={"id": upload_id[:100]})
+        return self._root / upload_id
+
+    def save(
+        self,
+        stream: BinaryIO,
+        *,
+        filename: str | None,
+        max_bytes: int,
+        expected_sha256: str | None = None,
+    ) -> UploadRecord:
+        """Copy ``stream`` in (at most ``max_bytes``), check it, and record it.
+
+        Raises:
+            UploadTooLargeError: more than ``max_bytes``.
+            UploadDigestMismatchError: ``expected_sha256`` given and not matched.
+            UnsupportedMediaError: not an image, video or archive.
+        """
+        self._root.mkdir(parents=True, exist_ok=True)
+        upload_id = uuid.uuid4().hex
+        digest = hashlib.sha256()
+        size = 0
+        head = b""
+        fd, temp_name = tempfile.mkstemp(prefix=".upload.", suffix=".tmp", dir=self._root)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                while True:
+                    chunk = stream.read(_CHUNK)
+                    if not chunk:
+                        break
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLargeError(
+                            f"upload larger than the limit of {max_bytes} bytes", details={"max_bytes": max_bytes}
+                        )
+                    if len(head) < 512:
+                        head += chunk[: 512 - len(head)]
+                    digest.update(chunk)
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            sha256 = digest.hexdigest()
+            if expected_sha256 is not None and expected_sha256.strip().lower() != sha256:
+                raise UploadDigestMismatchError(
+                    f"received {size} bytes with sha256 {sha256}, not {expected_sha256.strip()[:64]}",
+                    details={"sha256": sha256, "size_bytes": size},
+                )
+            if size == 0:
+                raise UnsupportedMediaError("the upload is empty")
+            media_type = sniff_media_type(head)
+            if media_type is None:
+                raise UnsupportedMediaError(
+                    "not an image, a video or a dataset archive (TAR, TAR.GZ or ZIP), by its content",
+                    details={"filename": clean_filename(filename)},
+                )
+            record = UploadRecord(
+                id=upload_id,
+                filename=clean_filename(filename),
+                media_type=media_type,
+                size_bytes=size,
+                sha256=sha256,
+                time_created_s=time.time(),
+            )
+            folder = self._root / upload_id
+            folder.mkdir()
+            os.replace(temp, folder / "data")
+            write_atomic(folder / "meta.json", json.dumps(record.to_dict()).encode("utf-8"))
+            return record
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def get(self, upload_id: str) -> UploadRecord:
+        meta = self._folder(upload_id) / "meta.json"
+        try:
+            data = json.loads(meta.read_text("utf-8"))
+        except FileNotFoundError:
+            raise UploadNotFoundError(f"no upload {upload_id!r}", details={"id": upload_id}) from None
+        return UploadRecord(
+            id=data["id"],
+            filename=data["filename"],
+            media_type=data["media_type"],
+            size_bytes=int(data["size_bytes"]),
+            sha256=data["sha256"],
+            time_created_s=float(data["time_created_s"]),
+        )
+
+    def path(self, upload_id: str) -> Path:
+        """The stored bytes of an existing upload."""
+        self.get(upload_id)
+        return self._folder(upload_id) / "data"
+
+    def resolve(self, uri: str) -> tuple[UploadRecord, Path]:
+        """The record and file of a ``storage://`` source."""
+        upload_id = parse_storage_uri(uri)
+        return self.get(upload_id), self.path(upload_id)
+
+    def delete(self, upload_id: str) -> None:
+        folder = self._folder(upload_id)
+        self.get(upload_id)
+        # meta.json first: once it is gone the upload no longer exists for readers.
+        (folder / "meta.json").unlink(missing_ok=True)
+        (folder / "data").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a stray file left in it: the upload is gone all the same
+            folder.rmdir()
