@@ -35,7 +35,13 @@ from faceprint.cli.common import (
 from faceprint.errors import EXIT_PARTIAL, BackendUnavailableError, UsageError
 from faceprint.evaluate.calibrate import far_key, save_calibration
 from faceprint.evaluate.report import write_report
-from faceprint.evaluate.run import EvaluationOptions, calibrate_pairs, evaluate_pairs
+from faceprint.evaluate.run import (
+    CALIBRATION_METHODS,
+    CalibrationMethod,
+    EvaluationOptions,
+    calibrate_pairs,
+    evaluate_pairs,
+)
 from faceprint.models.catalog import DLIB_RESNET_ID
 
 PairsArgument = Annotated[
@@ -63,6 +69,14 @@ WorkersOption = Annotated[
     int | None, typer.Option("--workers", min=1, help="Worker processes (default: every available core).")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+MethodOption = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="platt: P(same) from the similarity alone; quality: P(same | similarity, face quality of both "
+        "photos) with quality-aware thresholds (docs/calibration.md).",
+    ),
+]
 
 
 def _inputs(pairs: Path | None, images: Path | None, command: str) -> tuple[Path, Path]:
@@ -158,6 +172,16 @@ def evaluate(
     quality = report.calibration_quality
     if quality is not None:
         table.add_row("ECE / Brier", f"{quality.expected_calibration_error:.4f} / {quality.brier_score:.4f}")
+    if report.at_50_percent is not None:
+        table.add_row("accuracy at P(same) >= 50%", _percent(report.at_50_percent.accuracy))
+    for quality_bin in report.quality_bins:
+        bin_quality = quality_bin.calibration_quality
+        if bin_quality is not None:
+            table.add_row(
+                f"  {quality_bin.group}: {quality_bin.label} ({quality_bin.pair_count} pairs)",
+                f"ECE {bin_quality.expected_calibration_error:.4f}, Brier {bin_quality.brier_score:.4f}, "
+                f"50% {_percent(quality_bin.accuracy_at_50)}",
+            )
     table.add_row("failure to enrol", f"{report.failure_to_enrol_count} of {report.image_count} images")
     console = stdout()
     console.print(table)
@@ -185,6 +209,7 @@ def calibrate(
     no_fallback: NoFallbackOption = False,
     no_flip: NoFlipOption = False,
     model: ModelOption = DLIB_RESNET_ID,
+    method: MethodOption = "platt",
 ) -> None:
     """Fit a calibration (similarity -> probability), threshold and FAR thresholds on labelled pairs.
 
@@ -211,7 +236,7 @@ def calibrate(
         no_flip=no_flip,
         assume_cropped=assume_cropped,
     )
-    record = calibrate_pairs(pairs_path, images_dir, options=options)
+    record = calibrate_pairs(pairs_path, images_dir, options=options, method=_method(method))
     path = save_calibration(record, output)
 
     provenance = record.calibration.provenance
@@ -219,10 +244,19 @@ def calibrate(
     failed = provenance.get("failure_to_enrol", {}).get("count", 0)
     table = Table("", "", title=f"calibration for {record.contract_id}", show_header=False)
     table.add_row("pairs scored", f"{counts.get('scored')} of {counts.get('total')}")
-    table.add_row(
-        "P(same)", f"1 / (1 + exp(-({record.calibration.slope:.4f} * s + {record.calibration.intercept:.4f})))"
-    )
-    table.add_row("threshold (best accuracy)", f"{record.threshold:.4f}")
+    sigmoid = f"1 / (1 + exp(-({record.calibration.slope:.4f} * s + {record.calibration.intercept:.4f})))"
+    quality_model = record.calibration.quality
+    if quality_model is None:
+        table.add_row("P(same)", sigmoid)
+        table.add_row("threshold (best accuracy)", f"{record.threshold:.4f}")
+    else:
+        table.add_row("P(same), reference pair", sigmoid)
+        for term in quality_model.terms:
+            table.add_row(
+                f"  + {term.feature}",
+                f"[{term.low:.3g}, {term.high:.3g}]: slope {term.slope:+.4g}, intercept {term.intercept:+.4g}",
+            )
+        table.add_row("threshold (50%, reference pair)", f"{record.threshold:.4f}")
     for key, value in sorted(record.far_thresholds.items(), key=lambda item: -float(item[0])):
         table.add_row(f"threshold @ FAR {key}", f"{value:.4f}")
     for far in provenance.get("target_fars", []):
@@ -234,6 +268,13 @@ def calibrate(
     console.print(f"calibration: {path}")
     if failed:
         raise typer.Exit(code=EXIT_PARTIAL)
+
+
+def _method(method: str) -> CalibrationMethod:
+    for known in CALIBRATION_METHODS:
+        if method == known:
+            return known
+    raise UsageError(f"--method must be platt or quality, not {method!r}")
 
 
 def _face(face: str) -> FaceMode:

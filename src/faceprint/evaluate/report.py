@@ -36,7 +36,6 @@ from typing import Any, Literal
 import numpy as np
 
 from faceprint.errors import UsageError
-from faceprint.evaluate.calibrate import apply_calibration
 from faceprint.evaluate.metrics import (
     DEFAULT_FOLD_COUNT,
     DEFAULT_TARGET_FARS,
@@ -59,8 +58,11 @@ from faceprint.evaluate.metrics import (
     tar_at_fars,
 )
 from faceprint.evaluate.plots import plot_det, plot_reliability, plot_roc, plot_similarity_histograms
+from faceprint.evaluate.quality_bins import QualityBinReport, quality_bin_reports
+from faceprint.evaluate.quality_calibration import pair_logits
 from faceprint.io.atomic import write_atomic
 from faceprint.models.spec import Calibration
+from faceprint.types import FaceQuality
 
 REPORT_FORMAT = "faceprint-evaluation/1"
 UNSCORED_PAIRS_POLICY = (
@@ -116,6 +118,11 @@ class EvaluationReport:
     roc: RocCurve
     scored_similarities: FloatArray
     scored_labels: BoolArray
+    at_50_percent: ThresholdMetrics | None = None
+    """Decisions ``P(same) >= 0.5`` on the scored pairs (with a calibration)."""
+    quality_bins: tuple[QualityBinReport, ...] = ()
+    """Calibration and accuracy per pose and size bin (with a calibration)."""
+    scored_probabilities: FloatArray | None = None
 
     @property
     def unscored_pair_count(self) -> int:
@@ -177,6 +184,8 @@ class EvaluationReport:
             },
             "calibration": self.calibration.to_dict() if self.calibration is not None else None,
             "calibration_quality": plain(self.calibration_quality),
+            "at_50_percent": plain(self.at_50_percent),
+            "quality_bins": [{**b.to_dict(), "reliability": plain(b.calibration_quality)} for b in self.quality_bins],
         }
 
 
@@ -209,6 +218,8 @@ def build_evaluation_report(
     fold_count: int = DEFAULT_FOLD_COUNT,
     package_version: str | None = None,
     created_at: dt.datetime | None = None,
+    qualities_a: Sequence[FaceQuality | None] | None = None,
+    qualities_b: Sequence[FaceQuality | None] | None = None,
 ) -> EvaluationReport:
     """Compute every metric of an evaluation.
 
@@ -227,6 +238,10 @@ def build_evaluation_report(
         fold_count: Folds to assign when ``folds`` gives none.
         package_version: Recorded in the report; ``None`` is this package's version.
         created_at: Recorded in the report; ``None`` is now (UTC).
+        qualities_a: The first face's quality per pair (``None`` where not measured or unscored). With a
+            quality-aware calibration, probabilities and the per-pair thresholds use them; with any
+            calibration they sort the pairs into quality bins.
+        qualities_b: The second face's quality per pair.
 
     Raises:
         UsageError: Mismatched lengths, or scored pairs without both genuine and impostor pairs.
@@ -249,13 +264,37 @@ def build_evaluation_report(
     best = best_accuracy_threshold(scores, scored_truth)
     source: ThresholdSource = "given" if threshold is not None else "best_accuracy_on_these_pairs"
     min_similarity = threshold if threshold is not None else best.min_similarity
-    accepted_scored = scores >= min_similarity
+    scored_index = np.flatnonzero(scored)
+    if (qualities_a is None) != (qualities_b is None):
+        raise UsageError("give the qualities of both faces of each pair, or of neither")
+    if qualities_a is not None and qualities_b is not None:
+        if not (len(qualities_a) == len(qualities_b) == truth.shape[0]):
+            raise UsageError(f"{len(qualities_a)} and {len(qualities_b)} qualities for {truth.shape[0]} pairs")
+        scored_a: list[FaceQuality | None] = [qualities_a[i] for i in scored_index.tolist()]
+        scored_b: list[FaceQuality | None] = [qualities_b[i] for i in scored_index.tolist()]
+    else:
+        scored_a = scored_b = [None] * scored_index.shape[0]
+    if calibration is not None and calibration.quality is not None:
+        # The comparator's rule: the reference pair's threshold stands for a logit level every pair must reach.
+        level = calibration.slope * min_similarity + calibration.intercept
+        accepted_scored = pair_logits(calibration, scores, scored_a, scored_b) >= level
+    else:
+        accepted_scored = scores >= min_similarity
     accepted_all = np.zeros(truth.shape[0], dtype=np.bool_)
     accepted_all[scored] = accepted_scored
 
     quality = None
+    at_50 = None
+    bins: tuple[QualityBinReport, ...] = ()
+    probabilities = None
     if calibration is not None:
-        quality = calibration_quality(apply_calibration(calibration, scores), scored_truth)
+        probabilities = np.exp(-np.logaddexp(0.0, -pair_logits(calibration, scores, scored_a, scored_b)))
+        quality = calibration_quality(probabilities, scored_truth)
+        at_50 = metrics_from_decisions(
+            probabilities >= 0.5, scored_truth, min_similarity=-calibration.intercept / calibration.slope
+        )
+        if any(a is not None and b is not None for a, b in zip(scored_a, scored_b, strict=True)):
+            bins = quality_bin_reports(probabilities, scored_truth, scores, scored_a, scored_b)
 
     seen_paths: set[str] = set()
     unique_failures: list[FailedImage] = []
@@ -297,6 +336,9 @@ def build_evaluation_report(
         roc=roc,
         scored_similarities=scores,
         scored_labels=scored_truth,
+        at_50_percent=at_50,
+        quality_bins=bins,
+        scored_probabilities=probabilities,
     )
 
 
@@ -389,18 +431,46 @@ def render_markdown(report: EvaluationReport, *, plot_names: Sequence[str] = ())
         )
     if report.calibration is not None and report.calibration_quality is not None:
         quality = report.calibration_quality
+        calibration = report.calibration
+        sigmoid = f"1 / (1 + exp(-({calibration.slope:.4f} * s + {calibration.intercept:.4f})))"
+        if calibration.quality is None:
+            formula = f"P(same) = {sigmoid}"
+        else:
+            terms = ", ".join(
+                f"`{t.feature}` clamped to [{t.low:.3g}, {t.high:.3g}] "
+                f"(slope {t.slope:+.4g}, intercept {t.intercept:+.4g})"
+                for t in calibration.quality.terms
+            )
+            formula = f"P(same) = {sigmoid} for the reference pair, moved by face quality: {terms}"
         lines += [
             "",
             "## Calibration",
             "",
-            f"P(same) = 1 / (1 + exp(-({report.calibration.slope:.4f} * s + {report.calibration.intercept:.4f}))), "
-            f"fitted on {report.calibration.provenance.get('dataset', 'unknown data')}.",
+            f"{formula}, fitted on {calibration.provenance.get('dataset', 'unknown data')}.",
             "",
             "| metric | value |",
             "|---|---:|",
             f"| ECE ({len(quality.bins)} bins) | {quality.expected_calibration_error:.4f} |",
             f"| Brier score | {quality.brier_score:.4f} |",
         ]
+        if report.at_50_percent is not None:
+            lines.append(f"| accuracy at the 50% cut | {_percent(report.at_50_percent.accuracy)} |")
+        if report.quality_bins:
+            lines += [
+                "",
+                "### Per face-quality bin",
+                "",
+                "| bin | pairs | genuine | ECE | Brier | accuracy at 50% | best accuracy |",
+                "|---|---:|---:|---:|---:|---:|---:|",
+            ]
+            for b in report.quality_bins:
+                q = b.calibration_quality
+                lines.append(
+                    f"| {b.group}: {b.label} | {b.pair_count} | {b.genuine_count} "
+                    f"| {_number(None if q is None else q.expected_calibration_error)} "
+                    f"| {_number(None if q is None else q.brier_score)} | {_percent(b.accuracy_at_50)} "
+                    f"| {_percent(b.best_accuracy)} |"
+                )
     lines += ["", "## Failure to enrol", ""]
     rate = "" if report.failure_to_enrol_rate is None else f" ({_percent(report.failure_to_enrol_rate)} of images)"
     lines.append(f"{report.failure_to_enrol_count} image(s) failed{rate}.")
@@ -418,8 +488,9 @@ def render_markdown(report: EvaluationReport, *, plot_names: Sequence[str] = ())
 def write_report(report: EvaluationReport, out_dir: str | os.PathLike[str]) -> ReportFiles:
     """Write ``report.json``, ``report.md`` and the plots into ``out_dir`` (created if missing).
 
-    Plots: ``roc.png``, ``det.png``, ``similarity_histogram.png``, and ``reliability.png`` when the report
-    has a calibration. Every file is written atomically.
+    Plots: ``roc.png``, ``det.png``, ``similarity_histogram.png``, and with a calibration ``reliability.png``
+    plus ``reliability_<bin>.png`` for each non-empty quality bin (``pose_frontal``, ``size_small``, ...).
+    Every file is written atomically.
 
     Example:
         >>> write_report(report, "eval-out").json_path.name  # doctest: +SKIP
@@ -440,6 +511,15 @@ def write_report(report: EvaluationReport, out_dir: str | os.PathLike[str]) -> R
     ]
     if report.calibration_quality is not None:
         plot_paths.append(plot_reliability(report.calibration_quality, folder / "reliability.png", title="Reliability"))
+    for quality_bin in report.quality_bins:
+        if quality_bin.calibration_quality is not None:
+            plot_paths.append(
+                plot_reliability(
+                    quality_bin.calibration_quality,
+                    folder / f"reliability_{quality_bin.key}.png",
+                    title=f"Reliability, {quality_bin.label}",
+                )
+            )
     plot_names = [path.name for path in plot_paths]
     data = {**report.to_dict(), "plots": plot_names}
     json_path = write_atomic(

@@ -35,12 +35,14 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from faceprint import __version__
 from faceprint.batch.engine import (
+    EmbeddingPipeline,
     FaceMode,
     ImageEmbeddingEngine,
+    ImageOutcome,
     ImageSource,
     PipelineFactory,
     check_face_mode,
@@ -63,10 +65,12 @@ from faceprint.evaluate.calibrate import (
 )
 from faceprint.evaluate.metrics import DEFAULT_FOLD_COUNT, DEFAULT_TARGET_FARS
 from faceprint.evaluate.pairs_list import LabeledPair, read_pairs_list
+from faceprint.evaluate.quality_calibration import make_quality_calibration_record
 from faceprint.evaluate.report import EvaluationReport, FailedImage, build_evaluation_report
 from faceprint.io.image import ImageLimits
 from faceprint.models.spec import Calibration
 from faceprint.pipeline import PipelineConfig
+from faceprint.types import FaceQuality
 
 __all__ = [
     "CALIBRATION_TARGET_FARS",
@@ -76,6 +80,9 @@ __all__ = [
     "calibrate_pairs",
     "evaluate_pairs",
 ]
+
+CalibrationMethod = Literal["platt", "quality"]
+CALIBRATION_METHODS: tuple[CalibrationMethod, ...] = ("platt", "quality")
 
 CALIBRATION_TARGET_FARS: tuple[float, ...] = (1e-2, 1e-3, 1e-4)
 """FARs a ``calib.json`` gets thresholds for (each only where the impostor count resolves it)."""
@@ -163,6 +170,8 @@ class _ScoredPairs:
     pairs: tuple[LabeledPair, ...]
     similarities: tuple[float | None, ...]
     """One per pair, ``None`` where an image of the pair failed."""
+    qualities: tuple[tuple[FaceQuality | None, FaceQuality | None], ...]
+    """The compared faces' quality per pair (``None`` where not measured or not scored)."""
     failed_images: tuple[FailedImage, ...]
     image_count: int
     dataset: str
@@ -174,6 +183,11 @@ class _ScoredPairs:
     @property
     def labels(self) -> list[bool]:
         return [pair.is_same for pair in self.pairs]
+
+    def scored_qualities(self) -> tuple[list[FaceQuality | None], list[FaceQuality | None]]:
+        """The compared faces' qualities of the scored pairs only, in the order of :meth:`scored`."""
+        kept = [q for value, q in zip(self.similarities, self.qualities, strict=True) if value is not None]
+        return [a for a, _ in kept], [b for _, b in kept]
 
     def scored(self) -> tuple[list[float], list[bool]]:
         """Similarities and labels of the scored pairs only."""
@@ -215,6 +229,21 @@ def _check_paths(pairs_path: Path, images_dir: Path) -> None:
         raise UsageError(f"images folder {images_dir} does not exist or is not a folder")
 
 
+def _compared(
+    pipeline: EmbeddingPipeline, a: ImageOutcome, b: ImageOutcome, face: FaceMode
+) -> tuple[float, tuple[FaceQuality | None, FaceQuality | None]]:
+    """The similarity :func:`compare_outcomes` gives, and the qualities of the two faces it compared."""
+    similarity = compare_outcomes(pipeline, a, b, face=face).similarity
+    if face != "best-match":
+        return similarity, (a.faceprints[0].quality, b.faceprints[0].quality)
+    for print_a in a.faceprints:
+        for print_b in b.faceprints:
+            # The pair compare_outcomes chose: the first with the best similarity, found the same way.
+            if pipeline.compare(print_a, print_b).similarity == similarity:
+                return similarity, (print_a.quality, print_b.quality)
+    return similarity, (None, None)
+
+
 def _score_pairs(
     pairs_path: Path,
     images_dir: Path,
@@ -245,12 +274,16 @@ def _score_pairs(
             _image_sources(images_dir, paths, options.pipeline.limits), total=len(paths), description=dataset
         )
     similarities: list[float | None] = []
+    qualities: list[tuple[FaceQuality | None, FaceQuality | None]] = []
     for pair in pairs:
         outcome_a, outcome_b = outcomes[pair.path_a], outcomes[pair.path_b]
         if not (outcome_a.ok and outcome_b.ok):
             similarities.append(None)
+            qualities.append((None, None))
             continue
-        similarities.append(compare_outcomes(pipeline, outcome_a, outcome_b, face=options.face).similarity)
+        similarity, quality_pair = _compared(pipeline, outcome_a, outcome_b, options.face)
+        similarities.append(similarity)
+        qualities.append(quality_pair)
     failed = tuple(
         FailedImage(path=path, error_code=outcome.error_code or "", message=outcome.error_message or "")
         for path, outcome in outcomes.failed().items()
@@ -259,6 +292,7 @@ def _score_pairs(
     return _ScoredPairs(
         pairs=pairs,
         similarities=tuple(similarities),
+        qualities=tuple(qualities),
         failed_images=failed,
         image_count=len(paths),
         dataset=dataset,
@@ -346,6 +380,8 @@ def evaluate_pairs(
         fold_count=fold_count,
         package_version=__version__,
         created_at=created_at,
+        qualities_a=[a for a, _ in scored.qualities],
+        qualities_b=[b for _, b in scored.qualities],
     )
 
 
@@ -357,6 +393,7 @@ def calibrate_pairs(
     target_fars: Sequence[float] = CALIBRATION_TARGET_FARS,
     pipeline_factory: PipelineFactory | None = None,
     fitted_on: dt.date | None = None,
+    method: CalibrationMethod = "platt",
 ) -> CalibrationRecord:
     """Fit a ``calib.json`` for the pipeline's model on a labelled pair list.
 
@@ -374,9 +411,12 @@ def calibrate_pairs(
         target_fars: FARs to give thresholds for.
         pipeline_factory: Builds the pipelines (tests pass :func:`faceprint.testing.fake_pipeline_factory`).
         fitted_on: The date recorded; ``None`` is today (UTC).
+        method: ``"platt"``, similarity only; or ``"quality"``, P(same | similarity, face qualities)
+            (:mod:`faceprint.evaluate.quality_calibration`), which needs every scored face's quality.
 
     Raises:
-        UsageError: A missing pair list or images folder, bad options, or a fit that fails.
+        UsageError: A missing pair list or images folder, bad options, a fit that fails, or a quality fit
+            on faceprints without quality.
         PairsListFormatError: A malformed pair list.
         NotEnoughPairsError: Too many failed images to leave both genuine and impostor pairs.
         ModelError: The models cannot be loaded.
@@ -394,14 +434,37 @@ def calibrate_pairs(
     scored = _score_pairs(pairs_file, images, options, pipeline_factory, None)
     scored.require_both_classes("a calibration")
     similarities, labels = scored.scored()
-    record = make_calibration_record(
-        similarities,
-        labels,
-        contract_id=scored.contract_id,
-        dataset=scored.dataset,
-        target_fars=target_fars,
-        fitted_on=fitted_on,
-    )
+    if method == "quality":
+        qualities_a, qualities_b = scored.scored_qualities()
+        known_a = [q for q in qualities_a if q is not None]
+        known_b = [q for q in qualities_b if q is not None]
+        if len(known_a) != len(qualities_a) or len(known_b) != len(qualities_b):
+            raise UsageError(
+                "a quality-aware calibration needs the face quality of every scored pair, and this pipeline's "
+                "faceprints carry none; fit with --method platt",
+                details={"pairs_without_quality": len(qualities_a) - min(len(known_a), len(known_b))},
+            )
+        record = make_quality_calibration_record(
+            similarities,
+            labels,
+            known_a,
+            known_b,
+            contract_id=scored.contract_id,
+            dataset=scored.dataset,
+            target_fars=target_fars,
+            fitted_on=fitted_on,
+        )
+    elif method == "platt":
+        record = make_calibration_record(
+            similarities,
+            labels,
+            contract_id=scored.contract_id,
+            dataset=scored.dataset,
+            target_fars=target_fars,
+            fitted_on=fitted_on,
+        )
+    else:
+        raise UsageError(f"calibration method must be platt or quality, not {method!r}")
     provenance: dict[str, Any] = {
         **record.calibration.provenance,
         "dataset_file": pairs_file.name,
