@@ -9,11 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from faceprint.analyze import AnalyzeItem, Analyzer
 from faceprint.errors import ContractMismatchError
 from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.identify import UNKNOWN, ProbeFace, identify_faces, identify_images
 from faceprint.io.image import decode_image
-from faceprint.testing import FAKE_THRESHOLD, FakePipeline, make_blank_png, make_face_png, make_two_face_png
+from faceprint.testing import (
+    FAKE_THRESHOLD,
+    FakePipeline,
+    fake_pipeline_factory,
+    make_blank_png,
+    make_face_png,
+    make_two_face_png,
+)
 from faceprint.types import Faceprint
 
 CONTRACT = "test-model:000000000001"
@@ -153,14 +161,8 @@ def test_identify_images_reports_boxes_failures_and_faceless_images(tmp_path: Pa
             write(tmp_path / "broken.png", b"not an image"),
             tmp_path / "missing.png",
         ]
-        run = identify_images(
-            paths,
-            pipeline,
-            [gallery],
-            top_k=1,
-            probability=pipeline.comparator.probability,
-            default_min_similarity=pipeline.comparator.threshold,
-        )
+        with Analyzer(workers=1, pipeline_factory=fake_pipeline_factory) as analyzer:
+            run = identify_images([AnalyzeItem(str(p), p) for p in paths], analyzer, [gallery], top_k=1)
     assert run.min_similarity == FAKE_THRESHOLD  # the pipeline's operating threshold
     assert run.contract_id == pipeline.spec.contract_id and run.model_id == pipeline.spec.id
     assert run.images_without_faces == (str(paths[2]),)
@@ -211,13 +213,14 @@ def test_identifies_the_face_recognition_examples(data_dir: Path, tmp_path: Path
         for identity, file in ENROL.items():
             person = gallery.add_person(identity)
             gallery.enroll(person.person_id, [_faceprint_of(real_pipeline, root / file)], sources=[file])
-        run = identify_images(
-            [root / file for file in probes],
-            real_pipeline,
-            [gallery],
-            top_k=3,
-            min_similarity=REAL_CUT_OFF,
-        )
+        with Analyzer(workers=1) as analyzer:
+            run = identify_images(
+                [AnalyzeItem(str(root / file), root / file) for file in probes],
+                analyzer,
+                [gallery],
+                top_k=3,
+                min_similarity=REAL_CUT_OFF,
+            )
     assert not run.failures and not run.images_without_faces
     found: dict[str, list[str]] = {}
     for face in run.faces:

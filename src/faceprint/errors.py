@@ -230,3 +230,19 @@ class UnreadableMemberError(UnsafeArchiveMemberError):
     """A file or sub-folder of a dataset folder that cannot be read (permissions): refused alone."""
 
     code = "unreadable_member"
+
+
+def error_for_code(code: str, message: str, *, details: Mapping[str, Any] | None = None) -> FaceprintError:
+    """Rebuild an error from its code (a result recorded ``code`` and ``message``): the class that owns it.
+
+    Example:
+        >>> error_for_code("no_face", "a.jpg: no face found").exit_code
+        3
+    """
+    pending: list[type[FaceprintError]] = [FaceprintError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls(message, details=details)
+        pending.extend(cls.__subclasses__())
+    return InputError(message, details={**(dict(details) if details else {}), "code": code})

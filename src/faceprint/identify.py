@@ -1,7 +1,7 @@
 """Identification: who is each face, searched in one or several galleries.
 
 :func:`identify_faces` works on faceprints (with the image and box they came from);
-:func:`identify_images` is the thin layer that decodes images and runs the pipeline first.
+:func:`identify_images` is the thin layer that runs the engine (:class:`~faceprint.analyze.Analyzer`) first.
 
 For each face the answer holds the box (pixels and 0-1), the person or ``unknown``, the similarity and
 distance to the closest person, the top-k persons, and, when the caller passes a similarity-to-probability
@@ -17,15 +17,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from faceprint.analyze import AnalyzeItem, AnalyzeOptions, AnalyzeProgress, Analyzer, FaceMode
 from faceprint.cluster import cluster_faces, group_by_label, index_unknowns, unknown_label
-from faceprint.errors import InputError, NoFaceError
+from faceprint.compare import Comparator
+from faceprint.errors import FaceprintError, NoFaceError
 from faceprint.gallery.base import Gallery, IdentifyResult, Person, SearchHit
 from faceprint.gallery.index import FAISS_MIN_TEMPLATES, IndexBackend
 from faceprint.gallery.search import (
@@ -34,18 +36,13 @@ from faceprint.gallery.search import (
     catalog_min_similarity,
     resolve_min_similarity,
 )
-from faceprint.types import Face, Faceprint, RGBImage
+from faceprint.models.spec import ModelSpec
+from faceprint.types import Face, Faceprint
 
 UNKNOWN = "unknown"
 """The label of a face that matches nobody (when unknowns are not clustered)."""
 
 BBox = tuple[float, float, float, float]
-
-
-class FaceEmbedder(Protocol):
-    """What :func:`identify_images` needs from a pipeline (``faceprint.pipeline.Pipeline`` fits)."""
-
-    def embed_faces(self, image: RGBImage) -> list[Face]: ...
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -68,7 +65,7 @@ class ProbeFace:
     def from_face(cls, face: Face, *, image_id: str, size_wh: tuple[int, int], face_index: int) -> ProbeFace:
         """Wrap a pipeline :class:`~faceprint.types.Face` (which must carry a faceprint)."""
         if face.faceprint is None:
-            raise ValueError(f"face {face_index} of {image_id} has no faceprint")
+            raise FaceprintError(f"face {face_index} of {image_id} has no faceprint")
         return cls(
             faceprint=face.faceprint,
             image_id=image_id,
@@ -225,7 +222,7 @@ def _identify(
     if unmatched and (cluster_unknowns or index_unknowns_into is not None):
         threshold = cluster_min_similarity if cluster_min_similarity is not None else cutoff
         if threshold is None:  # cannot happen: unmatched faces imply a search with a cut-off
-            raise RuntimeError("no clustering threshold")
+            raise FaceprintError("no clustering threshold")
         labels = cluster_faces(
             np.stack([faces[i].faceprint.vector for i in unmatched]),
             image_ids=[faces[i].image_id for i in unmatched],
@@ -357,60 +354,77 @@ def identify_faces(
     ).faces
 
 
+def identification_min_similarity(spec: ModelSpec, comparator: Comparator) -> float:
+    """The default search cut-off: the model's threshold for a 1e-3 false-accept rate per comparison.
+
+    A probe is compared with every enrolled person, so the 1:1 operating threshold would let strangers
+    through in proportion to the gallery size (docs/identification.md); without a FAR 1e-3 figure the
+    1:1 threshold is used.
+
+    Example:
+        >>> from faceprint.models.catalog import builtin_specs
+        >>> spec = builtin_specs()["dlib-resnet-v1"]
+        >>> identification_min_similarity(spec, Comparator(spec)) > Comparator(spec).threshold
+        True
+    """
+    return spec.far_thresholds.get("1e-3", comparator.threshold)
+
+
 def identify_images(
-    paths: Sequence[str | Path],
-    pipeline: FaceEmbedder,
+    items: Iterable[AnalyzeItem],
+    analyzer: Analyzer,
     galleries: Sequence[Gallery],
     *,
-    load: Callable[[Path], RGBImage] | None = None,
+    face: FaceMode = "all",
     top_k: int = 3,
     min_similarity: float | None = None,
     max_distance: float | None = None,
-    probability: ProbabilityFn | None = None,
-    default_min_similarity: float | None = None,
     cluster_unknowns: bool = False,
     cluster_min_similarity: float | None = None,
     index_unknowns_into: Gallery | None = None,
     max_templates_per_unknown: int = 10,
     backend: IndexBackend = "auto",
+    progress: Callable[[AnalyzeProgress], None] | None = None,
+    cancel: threading.Event | None = None,
+    total: int | None = None,
 ) -> IdentifyRun:
-    """Decode each image, embed every face with ``pipeline`` and identify them all together.
+    """Analyse every image with the engine and identify all their faces together.
 
     Images that cannot be read are recorded in ``failures`` (with their error code) and the run goes on;
-    images without a face are listed in ``images_without_faces``. Options are those of
-    :func:`identify_faces`; ``load`` reads a path into RGB (default ``faceprint.io.image.load_image``).
+    images without a face are listed in ``images_without_faces``. The probability comes from the
+    analyzer's calibration and the default cut-off from :func:`identification_min_similarity`; the
+    other options are those of :func:`identify_faces`.
 
     Example:
-        >>> run = identify_images(["team.jpg"], load_pipeline(), [staff])  # doctest: +SKIP
-        >>> [(f.label, round(f.similarity, 2)) for f in run.faces]  # doctest: +SKIP
+        >>> with Analyzer() as analyzer:                                                 # doctest: +SKIP
+        ...     run = identify_images([AnalyzeItem("team.jpg", Path("team.jpg"))], analyzer, [staff])
+        >>> [(f.label, round(f.similarity, 2)) for f in run.faces]                      # doctest: +SKIP
         [('Jane Doe', 0.95), ('unknown', 0.81)]
     """
-    if load is None:
-        from faceprint.io.image import load_image
-
-        load = load_image
+    pipeline = analyzer.pipeline
     probes: list[ProbeFace] = []
     failures: list[ImageFailure] = []
     faceless: list[str] = []
-    for raw_path in paths:
-        path = Path(raw_path)
-        image_id = str(raw_path)
-        try:
-            image = load(path)
-            found = pipeline.embed_faces(image)
-        except NoFaceError:
-            faceless.append(image_id)
+    results = analyzer.analyze(
+        items, options=AnalyzeOptions(face=face), progress=progress, cancel=cancel, total=total
+    )
+    for result in results:
+        if result.error_code == NoFaceError.code:
+            faceless.append(result.key)
             continue
-        except InputError as err:
-            failures.append(ImageFailure(image_id=image_id, code=err.code, message=err.message))
+        if result.error_code is not None or result.size_wh is None:
+            failures.append(ImageFailure(result.key, str(result.error_code), str(result.error_message)))
             continue
-        if not found:
-            faceless.append(image_id)
-            continue
-        size_wh = (int(image.shape[1]), int(image.shape[0]))
         probes.extend(
-            ProbeFace.from_face(face, image_id=image_id, size_wh=size_wh, face_index=index)
-            for index, face in enumerate(found)
+            ProbeFace(
+                faceprint=found.faceprint,
+                image_id=result.key,
+                face_index=index,
+                bbox_xyxy=found.detection.bbox_xyxy,
+                bbox_normalized=found.detection.normalized_bbox(result.size_wh),
+            )
+            for index, found in enumerate(result.faces)
+            if found.faceprint is not None
         )
     outcome = _identify(
         probes,
@@ -418,8 +432,8 @@ def identify_images(
         top_k=top_k,
         min_similarity=min_similarity,
         max_distance=max_distance,
-        probability=probability,
-        default_min_similarity=default_min_similarity,
+        probability=pipeline.comparator.probability,
+        default_min_similarity=identification_min_similarity(pipeline.spec, pipeline.comparator),
         cluster_unknowns=cluster_unknowns,
         cluster_min_similarity=cluster_min_similarity,
         index_unknowns_into=index_unknowns_into,

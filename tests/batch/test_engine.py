@@ -13,7 +13,6 @@ from faceprint.batch.engine import (
     ImageFailedError,
     ImageOutcome,
     ImageSource,
-    WorkerFailedError,
     check_face_mode,
     compare_outcomes,
     embed_image,
@@ -129,8 +128,8 @@ def test_worker_processes_give_the_same_outcomes() -> None:
         ("red-copy", make_face_png(RED)),
     ]
     outcomes: list[EmbeddedImages[str]] = []
-    for workers in (1, 2):
-        with engine(workers=workers, keep_all_faces=True) as running:
+    for workers, executor in ((1, "local"), (2, "processes")):
+        with engine(workers=workers, keep_all_faces=True, executor=executor) as running:
             outcomes.append(running.embed(iter(items), total=len(items)))
     assert summary(outcomes[0]) == summary(outcomes[1])
     assert outcomes[1]["two"].faces_found == 2 and len(outcomes[1]["two"].faceprints) == 2
@@ -143,13 +142,16 @@ def test_keep_all_faces_off_keeps_the_selected_face_only() -> None:
     assert results["two"].faces_found == 2 and len(results["two"].faceprints) == 1
 
 
-def test_a_dying_worker_is_a_clear_error() -> None:
+def test_a_photo_that_kills_its_worker_is_marked_and_the_run_goes_on() -> None:
+    # The crashing fake dies on every photo: each is retried once on a fresh worker, then marked.
     items: list[tuple[str, ImageSource]] = [("red", make_face_png(RED)), ("blue", make_face_png(BLUE))]
-    with (
-        pytest.raises(WorkerFailedError, match="worker process died"),
-        engine(crashing_pipeline_factory, workers=2) as e,
-    ):
-        e.embed(items)
+    with engine(crashing_pipeline_factory, workers=2, executor="processes") as e:
+        results = e.embed(items)
+    assert {key: outcome.error_code for key, outcome in results.items()} == {
+        "red": "worker_crashed",
+        "blue": "worker_crashed",
+    }
+    assert "died on it twice" in str(results["red"].error_message)
 
 
 def test_model_failure_on_entering_reads_nothing() -> None:
@@ -172,7 +174,8 @@ def test_usage_errors() -> None:
         ImageEmbeddingEngine(workers=0)
     with pytest.raises(UsageError, match="with"):
         _ = engine().pipeline
-    with pytest.raises(UsageError, match="workers=1"), engine(lambda config: FakePipeline(config), workers=2) as e:
+    unpicklable = engine(lambda config: FakePipeline(config), workers=2, executor="processes")
+    with pytest.raises(UsageError, match="one worker"), unpicklable as e:
         e.embed([("red", make_face_png(RED)), ("blue", make_face_png(BLUE))])
 
 

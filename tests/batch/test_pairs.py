@@ -22,7 +22,6 @@ from faceprint.batch.pairs import (
     PairsJobResult,
     PairsOptions,
     PairsPipeline,
-    WorkerFailedError,
     enclave_inputs,
     format_probability,
     run_enclave_job,
@@ -446,27 +445,30 @@ def test_workers_use_one_inference_thread() -> None:
     assert worker_pipeline_config(PipelineConfig(upsample=2)).upsample == 2
 
 
-def test_unpicklable_factory_with_workers_is_a_usage_error(tmp_path: Path) -> None:
+def test_a_few_photos_run_in_this_process_even_with_an_unpicklable_factory(tmp_path: Path) -> None:
+    # Starting a worker costs a model load: a handful of photos is analysed here, so nothing is pickled.
     dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
-    with pytest.raises(UsageError, match="workers=1"):
-        run_pairs_job(
-            [dataset],
-            tmp_path / "r.tar.gz",
-            options=PairsOptions(workers=2, quiet=True),
-            pipeline_factory=lambda config: FakePipeline(config),
-        )
-    assert not (tmp_path / "r.tar.gz").exists()
+    result = run_pairs_job(
+        [dataset],
+        tmp_path / "r.tar.gz",
+        options=PairsOptions(workers=2, quiet=True),
+        pipeline_factory=lambda config: FakePipeline(config),
+    )
+    assert result.scored == 1 and (tmp_path / "r.tar.gz").exists()
 
 
-def test_a_dying_worker_stops_the_job_with_a_clear_error(tmp_path: Path) -> None:
+def test_a_photo_that_kills_its_worker_is_marked_and_the_job_finishes(tmp_path: Path) -> None:
     dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
     out = tmp_path / "results.tar.gz"
-    options = PairsOptions(workers=2, quiet=True)
-    # The parent's own pipeline is a crashing one too, but it only compares: it never embeds with workers > 1.
-    with pytest.raises(WorkerFailedError, match="worker process died") as info:
-        run_pairs_job([dataset], out, options=options, pipeline_factory=crashing_pipeline_factory)
-    assert info.value.exit_code == 70
-    assert not out.exists()
+    options = PairsOptions(workers=2, quiet=True, executor="processes")
+    # The parent's own pipeline is a crashing one too, but it only compares; the workers die on every photo.
+    result = run_pairs_job([dataset], out, options=options, pipeline_factory=crashing_pipeline_factory)
+    assert out.exists() and result.scored == 0 and result.rows == 1
+    with tarfile.open(out) as tar:
+        handle = tar.extractfile("input-0001/processing.error")
+        assert handle is not None
+        errors = handle.read().decode()
+    assert "worker_crashed" in errors and "died on it twice" in errors
 
 
 def test_model_failure_writes_nothing(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from faceprint.cli.common import CliContext
 from faceprint.cli.gallery import gallery_app, gallery_dir, gallery_path, identify
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, EXIT_USAGE
-from faceprint.testing import FakePipeline, make_blank_png, make_face_png, make_two_face_png
+from faceprint.settings import load_settings
+from faceprint.testing import FakePipeline, fake_pipeline_factory, make_blank_png, make_face_png, make_two_face_png
 
 runner = CliRunner()
 
@@ -26,13 +28,14 @@ def _app() -> typer.Typer:
 
 
 @pytest.fixture(autouse=True)
-def fake_models_and_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr("faceprint.cli.gallery.load_pipeline", lambda config: FakePipeline(config))
+def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("FACEPRINT_GALLERY_DIR", str(tmp_path / "galleries"))
 
 
 def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(_app(), list(args))
+    # The CLI's factory seam: the weight-free fake instead of the real models.
+    context = CliContext(settings=load_settings(), pipeline_factory=fake_pipeline_factory)
+    result = runner.invoke(_app(), list(args), obj=context)
     assert "Traceback" not in result.output
     return result.exit_code, result.output
 

@@ -1,23 +1,16 @@
-"""Embed many photos once each, in this process or a pool of worker processes, with a progress bar.
+"""The batch jobs' view of the engine: keyed photos in, a mapping of outcomes out, with a progress bar.
 
-The engine behind every batch job that turns a set of photos into faceprints (``faceprint pairs``,
-``faceprint evaluate``, ``faceprint calibrate``):
+``faceprint pairs``, ``faceprint evaluate`` and ``faceprint calibrate`` embed a set of photos once each
+and then compare them by key. That is :class:`faceprint.analyze.Analyzer` (the one engine: decoding,
+detection, selection, quality, embedding, dedupe by content, worker processes that survive crashes)
+wrapped in a keyed mapping and a progress bar:
 
 - photos arrive as ``(key, source)`` items, where the source is the photo's bytes, a zero-argument
   callable that reads them (called only when the photo is about to be embedded), or a
   :class:`~faceprint.errors.FaceprintError` when reading already failed;
-- photos are keyed by the sha256 of their bytes, so the same photo under two keys is decoded and embedded
-  once per :meth:`ImageEmbeddingEngine.embed` call;
-- every photo ends as an :class:`ImageOutcome`: faceprints (selected face first) or an error code. Input
-  problems (unreadable, undecodable, no face, a native failure on one odd photo) never stop the run; a
-  model failure or a dying worker does;
-- with ``workers > 1`` a spawn process pool embeds in parallel: each worker builds its own pipeline once,
-  with one inference thread (N workers use N cores, not N²); photos travel as bytes and come back as
-  outcomes, and at most ``2 × workers`` photos are in flight, which bounds memory. Images are never kept:
-  only faceprints are.
-
-How two photos' outcomes are compared under a face mode (``primary``, ``largest``, ``best-match``) lives
-here too (:func:`compare_outcomes`), so every job that compares photos does it the same way.
+- every photo ends as an :class:`ImageOutcome`: faceprints (selected face first) or an error code;
+- how two photos' outcomes are compared under a face mode (``primary``, ``largest``, ``best-match``) is
+  :func:`compare_outcomes`, so every job that compares photos does it the same way.
 
 Example:
     >>> from faceprint.testing import fake_pipeline_factory, make_face_png
@@ -29,18 +22,10 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import multiprocessing
-import os
-import pickle
-import signal
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sized
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Generic, Literal, Protocol, Self, TypeVar, get_args
+from typing import Generic, Literal, Self, TypeVar, get_args
 
 from rich.console import Console
 from rich.progress import (
@@ -54,12 +39,25 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from faceprint.compare import Comparator
-from faceprint.errors import EXIT_INTERNAL, FaceprintError, InputError, NoFaceError, UsageError
+from faceprint.analyze import (
+    AnalyzeItem,
+    AnalyzeOptions,
+    AnalyzeProgress,
+    Analyzer,
+    EmbeddingPipeline,
+    FaceResult,
+    ImageFailedError,
+    ImageResult,
+    PipelineFactory,
+    analyze_image,
+    default_pipeline_factory,
+)
+from faceprint.errors import FaceprintError, InputError, NoFaceError, UsageError
+from faceprint.execute.base import Executor, available_cores
+from faceprint.execute.processes import WorkerFailedError
 from faceprint.io.image import ImageLimits, decode_image
-from faceprint.models.spec import ModelSpec
 from faceprint.pipeline import PipelineConfig
-from faceprint.types import Comparison, Face, Faceprint, RGBImage
+from faceprint.types import Comparison, Faceprint
 
 __all__ = [
     "FACE_MODES",
@@ -83,56 +81,15 @@ __all__ = [
 ]
 
 FaceMode = Literal["primary", "largest", "best-match"]
+"""The face rules of jobs that compare photos (``all`` would compare the primary face: use ``primary``)."""
 FACE_MODES: tuple[FaceMode, ...] = get_args(FaceMode)
-_THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
 K = TypeVar("K", bound=Hashable)
 
 ImageLoader = Callable[[], bytes]
 """Reads one photo's bytes when called; raises an :class:`~faceprint.errors.InputError` if it cannot."""
 ImageSource = bytes | ImageLoader | FaceprintError
-"""A photo's bytes, a loader of them, or the error that reading it already gave."""
-
-
-class ImageFailedError(FaceprintError):
-    """An unexpected failure while decoding or embedding one photo; recorded for it, the run goes on."""
-
-    code = "internal_error"
-    exit_code = EXIT_INTERNAL
-
-
-class WorkerFailedError(FaceprintError):
-    """A worker process died (killed for memory, or a crash in a native library); the run stops."""
-
-    code = "worker_failed"
-    exit_code = EXIT_INTERNAL
-
-
-class EmbeddingPipeline(Protocol):
-    """What the engine and its callers need of :class:`faceprint.pipeline.Pipeline` (and the test fake)."""
-
-    @property
-    def spec(self) -> ModelSpec: ...
-
-    @property
-    def comparator(self) -> Comparator: ...
-
-    def embed_faces(self, image: RGBImage) -> list[Face]: ...
-
-    def embed_main_face(self, image: RGBImage) -> tuple[Face | None, int]: ...
-
-    def compare(self, a: Faceprint, b: Faceprint) -> Comparison: ...
-
-
-PipelineFactory = Callable[[PipelineConfig], EmbeddingPipeline]
-"""Builds a pipeline from a config; must be a picklable (module-level) callable when ``workers > 1``."""
-
-
-def default_pipeline_factory(config: PipelineConfig) -> EmbeddingPipeline:
-    """The real pipeline (models verified at load)."""
-    from faceprint.pipeline import load_pipeline
-
-    return load_pipeline(config)
+"""A photo's bytes, a loader of them, or the error that reading already gave."""
 
 
 def worker_pipeline_config(config: PipelineConfig) -> PipelineConfig:
@@ -143,21 +100,6 @@ def worker_pipeline_config(config: PipelineConfig) -> PipelineConfig:
         1
     """
     return replace(config, intra_op_threads=1)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity / container limits where the OS tells).
-
-    Example:
-        >>> available_cores() >= 1
-        True
-    """
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-# --- face modes --------------------------------------------------------------------------------------------
 
 
 def check_face_mode(face: str) -> FaceMode:
@@ -174,10 +116,7 @@ def check_face_mode(face: str) -> FaceMode:
 
 
 def pipeline_config_for_face(config: PipelineConfig, face: FaceMode) -> PipelineConfig:
-    """The pipeline config that puts the face ``face`` asks for first in every outcome.
-
-    ``primary`` and ``largest`` are the pipeline's own ``face_selection``; ``best-match`` compares every
-    face with every face, so which comes first does not matter and ``config`` is kept as it is.
+    """The pipeline config whose ``face_selection`` puts the face ``face`` asks for first.
 
     Example:
         >>> pipeline_config_for_face(PipelineConfig(), "largest").face_selection
@@ -188,11 +127,81 @@ def pipeline_config_for_face(config: PipelineConfig, face: FaceMode) -> Pipeline
     return replace(config, face_selection=face)
 
 
+@dataclass(frozen=True, slots=True)
+class ImageOutcome:
+    """What embedding one photo gave: faceprints (selected face first) or an error code and message.
+
+    Example:
+        >>> ImageOutcome.failed(NoFaceError("a.jpg: no face found"), faces_found=0).error_code
+        'no_face'
+    """
+
+    faceprints: tuple[Faceprint, ...] = ()
+    faces_found: int | None = None
+    """Faces the detector found; None when the photo could not be read or decoded."""
+    error_code: str | None = None
+    error_message: str | None = None
+    faces: tuple[FaceResult, ...] = ()
+    """Every face found, with its box, landmarks and quality (the selected one first)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the photo gave at least one faceprint."""
+        return self.error_code is None
+
+    @classmethod
+    def failed(cls, error: FaceprintError, *, faces_found: int | None = None) -> ImageOutcome:
+        return cls(faces_found=faces_found, error_code=error.code, error_message=error.message)
+
+    @classmethod
+    def of(cls, result: ImageResult) -> ImageOutcome:
+        """The outcome of an engine result."""
+        return cls(
+            faceprints=result.faceprints,
+            faces_found=result.faces_found,
+            error_code=result.error_code,
+            error_message=result.error_message,
+            faces=result.faces,
+        )
+
+
+def _options(face: FaceMode) -> AnalyzeOptions:
+    return AnalyzeOptions(face=face)
+
+
+def embed_image(
+    pipeline: EmbeddingPipeline,
+    data: bytes,
+    *,
+    name: str,
+    limits: ImageLimits | None = None,
+    keep_all_faces: bool = False,
+) -> ImageOutcome:
+    """Decode and embed one photo in this thread; input problems become an error outcome, not an exception.
+
+    Example:
+        >>> from faceprint.testing import FakePipeline, make_blank_png
+        >>> embed_image(FakePipeline(), make_blank_png(), name="grey.png").error_code
+        'no_face'
+    """
+    face: FaceMode = "best-match" if keep_all_faces else pipeline.config.face_selection
+    try:
+        image = decode_image(data, limits=limits, name=name)
+        faces, found = analyze_image(pipeline, image, options=_options(face))
+    except InputError as err:
+        return ImageOutcome.failed(err)
+    except FaceprintError:
+        raise
+    except Exception as err:  # a native-library failure on one odd photo must not stop 10,000 others
+        return ImageOutcome.failed(ImageFailedError(f"{name}: {type(err).__name__}: {err}"))
+    faceprints = tuple(f.faceprint for f in faces if f.faceprint is not None)
+    if not faceprints:
+        return ImageOutcome.failed(NoFaceError(f"{name}: no face found"), faces_found=found)
+    return ImageOutcome(faceprints=faceprints, faces_found=found, faces=faces)
+
+
 def compare_outcomes(pipeline: EmbeddingPipeline, a: ImageOutcome, b: ImageOutcome, *, face: FaceMode) -> Comparison:
     """Compare two embedded photos: their selected faces, or with ``best-match`` the most similar pair of faces.
-
-    Both outcomes must hold faceprints (check ``error_code`` first). For ``best-match`` they must have
-    been embedded with ``keep_all_faces=True``.
 
     Raises:
         ImageFailedError: An outcome without faceprints (a caller bug: failed photos are not compared).
@@ -217,121 +226,6 @@ def compare_outcomes(pipeline: EmbeddingPipeline, a: ImageOutcome, b: ImageOutco
     if best is None:  # unreachable: both tuples are non-empty
         raise ImageFailedError("no faceprints to compare")
     return best
-
-
-# --- one photo ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ImageOutcome:
-    """What embedding one photo gave: faceprints (selected face first) or an error code and message.
-
-    Example:
-        >>> ImageOutcome.failed(NoFaceError("a.jpg: no face found"), faces_found=0).error_code
-        'no_face'
-    """
-
-    faceprints: tuple[Faceprint, ...] = ()
-    faces_found: int | None = None
-    """Faces the detector found; None when the photo could not be read or decoded."""
-    error_code: str | None = None
-    error_message: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the photo gave at least one faceprint."""
-        return self.error_code is None
-
-    @classmethod
-    def failed(cls, error: FaceprintError, *, faces_found: int | None = None) -> ImageOutcome:
-        return cls(faces_found=faces_found, error_code=error.code, error_message=error.message)
-
-
-def embed_image(
-    pipeline: EmbeddingPipeline,
-    data: bytes,
-    *,
-    name: str,
-    limits: ImageLimits | None = None,
-    keep_all_faces: bool = False,
-) -> ImageOutcome:
-    """Decode and embed one photo; input problems become an error outcome, not an exception.
-
-    Args:
-        pipeline: Does the detection and embedding.
-        data: The photo's bytes.
-        name: Its name, for messages.
-        limits: Decoding limits (bytes, pixels).
-        keep_all_faces: Keep every face's faceprint (``best-match``), else only the selected one.
-
-    Raises:
-        FaceprintError: non-input failures (model errors) that make the whole run pointless.
-
-    Example:
-        >>> from faceprint.testing import FakePipeline, make_blank_png
-        >>> embed_image(FakePipeline(), make_blank_png(), name="grey.png").error_code
-        'no_face'
-    """
-    try:
-        image = decode_image(data, limits=limits, name=name)
-        if keep_all_faces:
-            faces = pipeline.embed_faces(image)
-            faces_found = len(faces)
-        else:
-            # One face is compared: embed only it, after the cheap detection pass (Pipeline.embed_main_face).
-            main_face, faces_found = pipeline.embed_main_face(image)
-            faces = [] if main_face is None else [main_face]
-    except InputError as err:
-        return ImageOutcome.failed(err)
-    except FaceprintError:
-        raise
-    except Exception as err:  # a native-library failure on one odd photo must not stop 10,000 others
-        return ImageOutcome.failed(ImageFailedError(f"{name}: {type(err).__name__}: {err}"))
-    faceprints = tuple(face.faceprint for face in faces if face.faceprint is not None)
-    if not faceprints:
-        return ImageOutcome.failed(NoFaceError(f"{name}: no face found"), faces_found=faces_found)
-    return ImageOutcome(faceprints=faceprints, faces_found=faces_found)
-
-
-# --- worker processes -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _WorkerSetup:
-    factory: PipelineFactory
-    config: PipelineConfig
-    keep_all_faces: bool
-
-
-@functools.lru_cache(maxsize=1)
-def _worker_pipeline(setup_blob: bytes) -> tuple[EmbeddingPipeline, _WorkerSetup]:
-    # The one per-process pipeline of a pool worker: built on first use, reused for every photo. Keyed by
-    # the pickled setup (picklable configs need not be hashable). Only worker processes ever call this.
-    setup: _WorkerSetup = pickle.loads(setup_blob)
-    return setup.factory(setup.config), setup
-
-
-def _init_worker(setup_blob: bytes) -> None:
-    # Native thread pools read these when they start; the pipeline's own (onnxruntime) thread count comes
-    # from the config's intra_op_threads=1.
-    for var in _THREAD_ENV_VARS:
-        os.environ[var] = "1"
-    # Ctrl-C goes to the whole process group: let the parent decide, instead of N tracebacks.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        _worker_pipeline(setup_blob)
-    except Exception:
-        # A failing initializer breaks the pool with no message; the first task builds again and raises
-        # the real error.
-        pass
-
-
-def _embed_in_worker(setup_blob: bytes, data: bytes, name: str) -> ImageOutcome:
-    pipeline, setup = _worker_pipeline(setup_blob)
-    return embed_image(pipeline, data, name=name, limits=setup.config.limits, keep_all_faces=setup.keep_all_faces)
-
-
-# --- the engine -----------------------------------------------------------------------------------------
 
 
 class EmbeddedImages(Mapping[K, ImageOutcome], Generic[K]):
@@ -371,7 +265,8 @@ class _ImagesPerSecondColumn(ProgressColumn):
         return Text("? images/s" if speed is None else f"{speed:.1f} images/s", style="progress.data.speed")
 
 
-def _progress(quiet: bool) -> Progress:
+def progress_bar(quiet: bool) -> Progress:
+    """The images progress bar every batch command shows on stderr."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -385,12 +280,11 @@ def _progress(quiet: bool) -> Progress:
 
 
 class ImageEmbeddingEngine:
-    """Embeds photos once each, in this process or in a process pool sized to the work; see the module doc.
+    """Embeds photos once each through an :class:`~faceprint.analyze.Analyzer`; see the module doc.
 
     Use it as a context manager: entering builds the pipeline (so a missing or corrupt model fails before
-    any photo is read) and shows the progress bar on stderr; leaving shuts the pool down and removes the
-    bar. The pool is started on the first :meth:`embed` that has more than one photo and grows, up to
-    ``workers``, to the size a later call can use.
+    any photo is read) and shows the progress bar on stderr; leaving removes the bar and stops the
+    workers, unless an ``analyzer`` was given (then its owner keeps it, workers and all).
 
     Args:
         pipeline_config: What every pipeline is built from (workers get one inference thread each).
@@ -398,15 +292,11 @@ class ImageEmbeddingEngine:
         quiet: No progress bar.
         pipeline_factory: Builds the pipelines (default: the real one); must be picklable for ``workers > 1``.
         keep_all_faces: Keep every face's faceprint (for ``best-match``), else only the selected one.
+        analyzer: A long-lived engine to use instead of building one (a job service's).
+        executor: Where the work runs (see :class:`~faceprint.analyze.Analyzer`).
 
     Raises:
         UsageError: ``workers`` below 1.
-
-    Example:
-        >>> with ImageEmbeddingEngine(PipelineConfig(), workers=2) as engine:              # doctest: +SKIP
-        ...     results = engine.embed((p.name, p.read_bytes) for p in Path("photos").glob("*.jpg"))
-        >>> {name: outcome.error_code for name, outcome in results.failed().items()}       # doctest: +SKIP
-        {'blurry.jpg': 'no_face'}
     """
 
     def __init__(
@@ -417,25 +307,26 @@ class ImageEmbeddingEngine:
         quiet: bool = False,
         pipeline_factory: PipelineFactory | None = None,
         keep_all_faces: bool = False,
+        analyzer: Analyzer | None = None,
+        executor: Literal["auto", "local", "processes"] | Executor = "auto",
     ) -> None:
         if workers is not None and workers < 1:
             raise UsageError(f"workers must be at least 1, got {workers}")
         self._config = pipeline_config if pipeline_config is not None else PipelineConfig()
-        self._factory = pipeline_factory if pipeline_factory is not None else default_pipeline_factory
-        self._max_workers = workers if workers is not None else available_cores()
+        self._owns_analyzer = analyzer is None
+        self._analyzer = (
+            analyzer
+            if analyzer is not None
+            else Analyzer(self._config, workers=workers, pipeline_factory=pipeline_factory, executor=executor)
+        )
         self._keep_all = keep_all_faces
-        self._progress = _progress(quiet)
-        self._pipeline: EmbeddingPipeline | None = None
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_size = 0
-        self._blob: bytes | None = None
-
-    # --- lifetime -----------------------------------------------------------------------------------------
+        self._face: FaceMode = "best-match" if keep_all_faces else self._config.face_selection
+        self._progress = progress_bar(quiet)
+        self._entered = False
 
     def __enter__(self) -> Self:
-        # Built first, in this process: with workers > 1 this one only compares (cheap) and names the model;
-        # the workers build their own for embedding.
-        self._pipeline = self._factory(self._config)
+        _ = self._analyzer.pipeline
+        self._entered = True
         self._progress.start()
         return self
 
@@ -443,7 +334,8 @@ class ImageEmbeddingEngine:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         try:
-            self._close_pool()
+            if self._owns_analyzer:
+                self._analyzer.close()
         finally:
             self._progress.stop()
 
@@ -454,58 +346,18 @@ class ImageEmbeddingEngine:
         Raises:
             UsageError: The engine was not entered (``with ImageEmbeddingEngine(...) as engine``).
         """
-        if self._pipeline is None:
+        if not self._entered:
             raise UsageError("use the engine in a `with` block before asking for its pipeline")
-        return self._pipeline
+        return self._analyzer.pipeline
 
     @property
     def max_workers(self) -> int:
         """The most worker processes this engine will start."""
-        return self._max_workers
+        return self._analyzer.workers
 
     @property
     def keep_all_faces(self) -> bool:
         return self._keep_all
-
-    def _close_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def _setup_blob(self) -> bytes:
-        if self._blob is None:
-            setup = _WorkerSetup(
-                factory=self._factory,
-                config=worker_pipeline_config(self._config),
-                keep_all_faces=self._keep_all,
-            )
-            try:
-                self._blob = pickle.dumps(setup)
-            except (pickle.PicklingError, AttributeError, TypeError) as err:
-                raise UsageError(
-                    f"the pipeline factory cannot be sent to worker processes ({err}); use workers=1"
-                ) from err
-        return self._blob
-
-    def _ensure_pool(self, wanted: int) -> ProcessPoolExecutor | None:
-        size = min(wanted, self._max_workers)
-        if self._pool is None and size <= 1:
-            return None
-        if self._pool is None or size > self._pool_size:
-            blob = self._setup_blob()
-            self._close_pool()
-            # spawn, not fork: the parent may hold threads (progress bar, onnxruntime) that fork would copy
-            # mid-lock.
-            self._pool = ProcessPoolExecutor(
-                max_workers=size,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=(blob,),
-            )
-            self._pool_size = size
-        return self._pool
-
-    # --- work ---------------------------------------------------------------------------------------------
 
     def embed(
         self,
@@ -518,84 +370,35 @@ class ImageEmbeddingEngine:
 
         Args:
             items: ``(key, source)`` pairs; the key names the photo in messages (``str(key)``) and in the
-                result. Sources are read one at a time, just before their photo is embedded, and dropped
-                once it is sent or embedded.
-            total: How many items there are, for the bar and the pool size; ``None`` uses ``len(items)``
-                when ``items`` has one, else assumes enough to use every worker.
+                result. Sources are read one at a time, just before their photo is embedded.
+            total: How many items there are, for the bar and the pool size.
             description: The progress bar's label.
 
         Returns:
             An outcome per key, in the order given.
 
         Raises:
-            WorkerFailedError: A worker process died.
             UsageError: The engine was not entered, or a factory that cannot be pickled with ``workers > 1``.
             FaceprintError: A model failure (input problems become error outcomes instead).
         """
-        pipeline = self.pipeline
+        _ = self.pipeline
         count = total if total is not None else (len(items) if isinstance(items, Sized) else None)
         task = self._progress.add_task(description, total=count)
-        pool = self._ensure_pool(count if count is not None else self._max_workers)
-        by_digest: dict[str, ImageOutcome] = {}
-        failed: dict[K, ImageOutcome] = {}
-        digest_of: dict[K, str] = {}
-        order: dict[K, None] = {}
-        in_flight: dict[Future[ImageOutcome], str] = {}
-        pending: set[str] = set()
-        # Two per worker keeps every worker busy while bounding the photo bytes held by the executor.
-        max_in_flight = 2 * self._pool_size if pool is not None else 1
+        keys: list[K] = []
 
-        def collect(futures: set[Future[ImageOutcome]]) -> None:
-            for future in futures:
-                digest = in_flight.pop(future)
-                pending.discard(digest)
-                try:
-                    by_digest[digest] = future.result()
-                except BrokenProcessPool as err:
-                    raise WorkerFailedError(
-                        "a worker process died (out of memory, or a crash in a native library); "
-                        "try fewer workers (--workers 1)"
-                    ) from err
-                self._progress.advance(task, 1)
+        def analyze_items() -> Iterator[AnalyzeItem]:
+            for key, source in items:
+                keys.append(key)
+                yield AnalyzeItem(str(key), source)
 
-        for key, source in items:
-            order[key] = None
-            data = _read(source)
-            if isinstance(data, FaceprintError):
-                failed[key] = ImageOutcome.failed(data)
-                digest_of.pop(key, None)
-                self._progress.advance(task, 1)
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            digest_of[key] = digest
-            failed.pop(key, None)
-            if digest in by_digest or digest in pending:
-                self._progress.advance(task, 1)
-                continue
-            if pool is None:
-                by_digest[digest] = embed_image(
-                    pipeline, data, name=str(key), limits=self._config.limits, keep_all_faces=self._keep_all
-                )
-                self._progress.advance(task, 1)
-                continue
-            in_flight[pool.submit(_embed_in_worker, self._setup_blob(), data, str(key))] = digest
-            pending.add(digest)
-            del data  # the executor holds these bytes until the result is back; max_in_flight bounds them
-            if len(in_flight) >= max_in_flight:
-                done, _ = wait(set(in_flight), return_when=FIRST_COMPLETED)
-                collect(done)
-        if in_flight:
-            collect(set(in_flight))
-        outcomes = {key: failed[key] if key in failed else by_digest[digest_of[key]] for key in order}
-        return EmbeddedImages(outcomes, embedded=len(by_digest))
+        def advance(_: AnalyzeProgress) -> None:
+            self._progress.advance(task, 1)
 
-
-def _read(source: ImageSource) -> bytes | FaceprintError:
-    if isinstance(source, FaceprintError):
-        return source
-    if isinstance(source, bytes):
-        return source
-    try:
-        return source()
-    except InputError as err:
-        return err
+        outcomes: dict[K, ImageOutcome] = {}
+        digests: set[str] = set()
+        results = self._analyzer.analyze(analyze_items(), options=_options(self._face), progress=advance, total=count)
+        for result in results:
+            outcomes[keys[result.index]] = ImageOutcome.of(result)
+            if result.sha256 is not None:
+                digests.add(result.sha256)
+        return EmbeddedImages(outcomes, embedded=len(digests))

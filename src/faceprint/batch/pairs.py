@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faceprint import __version__
+from faceprint.analyze import Analyzer, ExecutorName
 from faceprint.batch.engine import (
     EmbeddingPipeline,
     FaceMode,
@@ -111,6 +112,7 @@ from faceprint.errors import (
     OutputWriteError,
     UsageError,
 )
+from faceprint.execute.base import Executor
 from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_deterministic_targz
 from faceprint.io.atomic import write_atomic
 from faceprint.io.output import check_output_path, output_write_error
@@ -183,6 +185,8 @@ class PairsOptions:
     """Most rows one ``pairs.csv`` may have."""
     escape_formulas: bool = True
     """Prefix input cells that a spreadsheet would run as a formula with ``'`` (see the module doc)."""
+    executor: ExecutorName | Executor = "auto"
+    """Where photos are analysed: ``auto``, ``local``, ``processes`` or an executor (a distributed one)."""
 
     def __post_init__(self) -> None:
         check_face_mode(self.face)
@@ -612,6 +616,7 @@ def _run(
     sources: Sequence[tuple[str, Path]],
     options: PairsOptions,
     pipeline_factory: PipelineFactory | None,
+    analyzer: Analyzer | None = None,
 ) -> tuple[dict[str, bytes], tuple[DatasetSummary, ...], _ModelInfo]:
     # Looked up here, not bound as a default argument, so tests can swap this module's default.
     factory = pipeline_factory if pipeline_factory is not None else default_pipeline_factory
@@ -624,6 +629,8 @@ def _run(
         quiet=options.quiet,
         pipeline_factory=factory,
         keep_all_faces=options.face == "best-match",
+        executor=options.executor,
+        analyzer=analyzer,
     ) as engine:
         model = _ModelInfo.of(engine.pipeline)
         for folder, source in sources:
@@ -649,6 +656,7 @@ def run_pairs_job(
     *,
     options: PairsOptions | None = None,
     pipeline_factory: PipelineFactory | None = None,
+    analyzer: Analyzer | None = None,
 ) -> PairsJobResult:
     """Score the pairs of every dataset in ``inputs`` and write one TAR.GZ of results.
 
@@ -657,6 +665,8 @@ def run_pairs_job(
         output_path: The TAR.GZ to write (replaced atomically); its folder must exist.
         options: Details, face mode, workers, limits, pipeline config.
         pipeline_factory: Builds the pipeline (tests pass :func:`faceprint.testing.fake_pipeline_factory`).
+        analyzer: A long-lived engine to run on (a job worker's), instead of one built for this job; it
+            must have been built from ``options.pipeline``.
 
     Returns:
         Counts per dataset and the exit status to report.
@@ -678,7 +688,7 @@ def run_pairs_job(
     # Before any work: a bad -o must cost nothing, and must never overwrite an input or a device.
     output_path = check_output_path(output_path, inputs=paths)
     sources = [(f"input-{index:04d}", path) for index, path in enumerate(paths, start=1)]
-    files, summaries, model = _run(sources, options, pipeline_factory)
+    files, summaries, model = _run(sources, options, pipeline_factory, analyzer)
     write_deterministic_targz(files, output_path)
     return PairsJobResult(
         output_path=output_path,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -13,9 +15,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from faceprint.analyze import AnalyzeProgress, Analyzer, PipelineFactory
+from faceprint.batch.engine import progress_bar
 from faceprint.errors import EXIT_INTERNAL, FaceprintError
 from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.pipeline import PipelineConfig
+from faceprint.settings import Settings, load_settings
+
+ProgressFn = Callable[[AnalyzeProgress], None]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,6 +42,20 @@ def fail(error: FaceprintError) -> typer.Exit:
     return typer.Exit(code=error.exit_code)
 
 
+class TerminatedError(BaseException):
+    """SIGTERM arrived: raised in the main thread so ``with`` blocks stop the workers, like Ctrl-C."""
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`TerminatedError` (installed by the console script's ``run()``)."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        raise TerminatedError
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn faceprint errors into one line on stderr and the documented exit code; never a traceback."""
 
@@ -47,8 +68,21 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             stderr().print("interrupted")
             raise typer.Exit(code=130) from None
+        except TerminatedError:
+            stderr().print("terminated")
+            raise typer.Exit(code=143) from None
         except MemoryError:
             stderr().print("[bold red]error[/] \\[out_of_memory] not enough memory; try --workers 1")
+            raise typer.Exit(code=EXIT_INTERNAL) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as err:
+            if type(err).__module__.startswith(("click", "typer")):  # usage errors the CLI layer reports
+                raise
+            stderr().print(
+                f"[bold red]error[/] \\[internal_error] {escape(f'{type(err).__name__}: {err}')}"
+                " (please report this)"
+            )
             raise typer.Exit(code=EXIT_INTERNAL) from None
 
     return wrapper
@@ -78,6 +112,81 @@ AssumeCroppedOption = Annotated[
     ),
 ]
 NoFlipOption = Annotated[bool, typer.Option("--no-flip", help="Embed the chip only, not chip + mirror (faster).")]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Worker processes (default: every available core; FACEPRINT_WORKERS)."),
+]
+FaceOption = Annotated[
+    str,
+    typer.Option(
+        "--face",
+        help="Which faces: primary (the subject: size, discounted off-centre), largest, all, or best-match (pairs).",
+    ),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+@dataclass(frozen=True, slots=True)
+class CliContext:
+    """What ``main()`` builds once per run and every command reads: the settings, and the pipeline factory.
+
+    The factory is the seam tests use (``CliRunner().invoke(app, args, obj=CliContext(..., pipeline_factory=
+    fake_pipeline_factory))``) instead of monkeypatching module globals.
+    """
+
+    settings: Settings
+    pipeline_factory: PipelineFactory | None = None
+
+
+def _click_context() -> Any:
+    # typer >= 0.16 vendors click as typer._click; older releases use click itself.
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - depends on the typer release
+        from click import get_current_context  # type: ignore[no-redef]
+    return get_current_context(silent=True)
+
+
+def current_context() -> CliContext:
+    """The run's :class:`CliContext` (built now from the environment when a command runs on its own)."""
+    ctx = _click_context()
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None and isinstance(root.obj, CliContext):
+        return root.obj
+    built = CliContext(settings=load_settings())
+    if root is not None:
+        root.obj = built
+    return built
+
+
+def current_settings() -> Settings:
+    """The settings ``main()`` built for this run."""
+    return current_context().settings
+
+
+def open_analyzer(config: PipelineConfig, *, workers: int | None) -> Analyzer:
+    """The engine for this command: ``--workers`` over ``FACEPRINT_WORKERS``; models verified on entry."""
+    context = current_context()
+    return Analyzer(
+        config,
+        workers=workers if workers is not None else context.settings.workers,
+        executor=context.settings.executor,
+        pipeline_factory=context.pipeline_factory,
+    )
+
+
+@contextmanager
+def image_progress(*, quiet: bool, total: int | None, description: str = "images") -> Iterator[ProgressFn]:
+    """A progress bar on stderr, as the engine's progress callback (shown for more than one image)."""
+    show = not quiet and (total is None or total > 1)
+    bar = progress_bar(not show)
+    task = bar.add_task(description, total=total)
+
+    def advance(_: AnalyzeProgress) -> None:
+        bar.advance(task, 1)
+
+    with bar:
+        yield advance
 
 
 def pipeline_config(
@@ -92,17 +201,12 @@ def pipeline_config(
     assume_cropped: bool = False,
     intra_op_threads: int | None = None,
 ) -> PipelineConfig:
-    from faceprint.errors import UsageError
-
-    if detector not in ("hog", "mmod"):
-        raise UsageError(f"--detector must be hog or mmod, not {detector!r}")
-    if backend not in ("auto", "onnx", "dlib"):
-        raise UsageError(f"--backend must be auto, onnx or dlib, not {backend!r}")
+    """The options as a :class:`PipelineConfig`, which validates them (an unknown value is a usage error)."""
     return PipelineConfig(
         embedder=model,
-        detector=detector,  # type: ignore[arg-type]  # validated above
+        detector=detector,  # type: ignore[arg-type]  # PipelineConfig validates it
         upsample=upsample,
-        backend=backend,  # type: ignore[arg-type]  # validated above
+        backend=backend,  # type: ignore[arg-type]  # PipelineConfig validates it
         calibration_path=calibration,
         fallback=not no_fallback,
         assume_cropped=assume_cropped,

@@ -13,12 +13,8 @@ Example:
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,29 +22,35 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from faceprint.analyze import check_face_mode
 from faceprint.cli.common import (
+    AssumeCroppedOption,
     BackendOption,
     CalibrationOption,
     DetectorOption,
+    FaceOption,
+    NoFallbackOption,
     NoFlipOption,
+    QuietOption,
     UpsampleOption,
+    WorkersOption,
+    current_settings,
     handle_errors,
+    image_progress,
+    open_analyzer,
     pipeline_config,
     print_json,
     stderr,
     stdout,
 )
-from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, ContractMismatchError, InputError, NoFaceError, UsageError
-from faceprint.gallery.base import GalleryNotFoundError, Person, resolve_person
+from faceprint.enroll import enroll, plan_for_person, plan_from_folders
+from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, UsageError
+from faceprint.gallery import location
+from faceprint.gallery.base import resolve_person
 from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.identify import IdentifyRun, identify_images
-from faceprint.io.image import load_image
-from faceprint.models.catalog import DLIB_RESNET_ID
-from faceprint.pipeline import Pipeline, load_pipeline
-from faceprint.types import Faceprint
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+from faceprint.io.inputs import count_plain_files, iter_image_items
+from faceprint.pipeline import PipelineConfig
 
 gallery_app = typer.Typer(
     name="gallery",
@@ -59,78 +61,25 @@ gallery_app = typer.Typer(
 )
 
 
-# --- where galleries live --------------------------------------------------------------------------------
+# --- where galleries live (the rules are faceprint.gallery.location's) -----------------------------------
 
 
 def gallery_dir() -> Path:
-    """The directory of named galleries (read from the environment on each call, never at import)."""
-    override = os.environ.get("FACEPRINT_GALLERY_DIR")
-    if override:
-        return Path(override).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME")
-    base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
-    return base / "faceprint" / "galleries"
+    """The directory of named galleries (FACEPRINT_GALLERY_DIR, else the data home)."""
+    return current_settings().gallery_dir
 
 
 def gallery_path(name: str) -> Path:
-    """``NAME`` → ``<gallery dir>/NAME.sqlite``; a path ending in ``.sqlite`` is used as is."""
-    if name.endswith(".sqlite"):
-        return Path(name).expanduser()
-    if not _NAME_RE.match(name):
-        raise UsageError(
-            f"gallery name {name!r} must be 1-100 letters, digits, '.', '_' or '-' (or a path to a .sqlite file)"
-        )
-    return gallery_dir() / f"{name}.sqlite"
+    return location.gallery_path(name, settings=current_settings())
 
 
 def open_gallery(name: str, *, create: bool = False) -> SqliteGallery:
-    path = gallery_path(name)
-    if not path.exists() and not create:
-        raise GalleryNotFoundError(
-            f"no gallery {name!r} (looked for {path}); create it with: faceprint gallery create {name}",
-            details={"gallery": name, "path": str(path)},
-        )
-    return SqliteGallery(path, create=create)
+    return location.open_gallery(name, settings=current_settings(), create=create)
 
 
-def _image_files(inputs: Sequence[Path]) -> Iterator[Path]:
-    """Files as given; directories expanded to the images inside (recursively, sorted)."""
-    for item in inputs:
-        if item.is_dir():
-            yield from sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield item
-
-
-def _pipeline(
-    *,
-    detector: str,
-    upsample: int,
-    backend: str,
-    no_flip: bool,
-    calibration: Path | None = None,
-    galleries: Sequence[SqliteGallery] = (),
-) -> Pipeline:
-    """The pipeline of the galleries' embedding model (the default model for a gallery not yet bound)."""
-    models = {g.model_id for g in galleries if g.model_id is not None}
-    if len(models) > 1:
-        raise ContractMismatchError(f"the galleries hold faceprints of different models: {', '.join(sorted(models))}")
-    model = models.pop() if models else DLIB_RESNET_ID
-    return load_pipeline(
-        pipeline_config(
-            model=model, detector=detector, upsample=upsample, backend=backend, no_flip=no_flip, calibration=calibration
-        )
-    )
-
-
-def _check_contract(gallery: SqliteGallery, pipeline: Pipeline) -> None:
-    bound = gallery.contract_id
-    if bound is not None and bound != pipeline.spec.contract_id:
-        raise ContractMismatchError(
-            f"gallery {gallery.name!r} holds faceprints of {bound!r}, but this pipeline makes "
-            f"{pipeline.spec.contract_id!r} ({pipeline.spec.id})",
-            details={"gallery": bound, "pipeline": pipeline.spec.contract_id},
-        )
+def _config(*, galleries: Sequence[SqliteGallery] = (), **options: Any) -> PipelineConfig:
+    """The pipeline config of the galleries' own embedding model."""
+    return pipeline_config(model=location.model_for_galleries(galleries), **options)
 
 
 # --- gallery commands ------------------------------------------------------------------------------------
@@ -163,13 +112,6 @@ def create_command(
         stdout().print(f"created gallery {name} at {path}{bound}", markup=False)
 
 
-@dataclass(frozen=True, slots=True)
-class _Skipped:
-    image: str
-    reason: str
-    code: str
-
-
 @gallery_app.command("enroll")
 @handle_errors
 def enroll_command(
@@ -186,94 +128,45 @@ def enroll_command(
     as_json: JsonOption = False,
     detector: DetectorOption = "hog",
     upsample: UpsampleOption = 1,
+    no_fallback: NoFallbackOption = False,
+    assume_cropped: AssumeCroppedOption = False,
     backend: BackendOption = "auto",
     no_flip: NoFlipOption = False,
+    workers: WorkersOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Enrol people from photos showing exactly one face; others are skipped and listed, never guessed."""
-    plan: list[tuple[str, list[Path]]] = []
-    if person is not None:
-        plan.append((person, list(_image_files(inputs))))
-    else:
-        for folder in inputs:
-            if not folder.is_dir():
-                raise UsageError(
-                    f"{folder} is not a folder: give --person NAME with image files, or folders of one "
-                    "sub-folder per person"
-                )
-            for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
-                plan.append((sub.name, list(_image_files([sub]))))
-        if not plan:
-            raise UsageError("no person sub-folders found in " + ", ".join(str(p) for p in inputs))
+    plan = plan_for_person(person, list(iter_image_items(inputs))) if person is not None else plan_from_folders(inputs)
     with open_gallery(name) as gallery:
-        pipeline = _pipeline(
-            detector=detector, upsample=upsample, backend=backend, no_flip=no_flip, galleries=[gallery]
+        config = _config(
+            galleries=[gallery],
+            detector=detector,
+            upsample=upsample,
+            backend=backend,
+            no_flip=no_flip,
+            no_fallback=no_fallback,
+            assume_cropped=assume_cropped,
         )
-        _check_contract(gallery, pipeline)
-        enrolled: list[dict[str, Any]] = []
-        skipped: list[_Skipped] = []
-        for person_ref, images in plan:
-            prints: list[Faceprint] = []
-            sources: list[str | None] = []
-            for image_path in images:
-                faceprint, problem = _single_face(pipeline, image_path)
-                if problem is not None:
-                    skipped.append(problem)
-                elif faceprint is not None:
-                    prints.append(faceprint)
-                    sources.append(str(image_path))
-            if not prints:
-                continue
-            target = _person_for(gallery, person_ref)
-            template_ids = gallery.enroll(target.person_id, prints, sources=sources)
-            enrolled.append({"person_id": target.person_id, "name": target.name, "templates_added": len(template_ids)})
-    total = sum(len(images) for _, images in plan)
+        total = sum(len(entry.items) for entry in plan)
+        with open_analyzer(config, workers=workers) as analyzer, image_progress(
+            quiet=quiet or as_json, total=total
+        ) as progress:
+            report = enroll(gallery, analyzer, plan, progress=progress)
     if as_json:
-        print_json(
-            {
-                "gallery": name,
-                "contract_id": pipeline.spec.contract_id,
-                "model_id": pipeline.spec.id,
-                "enrolled": enrolled,
-                "skipped": [{"image": s.image, "code": s.code, "reason": s.reason} for s in skipped],
-            }
-        )
+        print_json({"gallery": name, **report.to_dict()})
     else:
-        added = sum(int(e["templates_added"]) for e in enrolled)
-        stdout().print(f"enrolled {added} face(s) of {len(enrolled)} person(s) into {name}", markup=False)
-        for entry in enrolled:
-            stdout().print(f"  {entry['name']} ({entry['person_id']}): +{entry['templates_added']}", markup=False)
-        if skipped:
-            stderr().print(f"skipped {len(skipped)} of {total} image(s):", markup=False)
-            for s in skipped:
-                stderr().print(f"  {s.image}: {s.reason}", markup=False)
-    if skipped:
-        raise typer.Exit(code=EXIT_INPUT if not enrolled else EXIT_PARTIAL)
-    if total == 0:
+        added = report.templates_added
+        stdout().print(f"enrolled {added} face(s) of {len(report.enrolled)} person(s) into {name}", markup=False)
+        for entry in report.enrolled:
+            stdout().print(f"  {entry.name} ({entry.person_id}): +{entry.templates_added}", markup=False)
+        if report.skipped:
+            stderr().print(f"skipped {len(report.skipped)} of {report.images} image(s):", markup=False)
+            for skip in report.skipped:
+                stderr().print(f"  {skip.image}: {skip.reason}", markup=False)
+    if report.skipped:
+        raise typer.Exit(code=EXIT_INPUT if not report.enrolled else EXIT_PARTIAL)
+    if report.images == 0:
         raise typer.Exit(code=EXIT_INPUT)
-
-
-def _single_face(pipeline: Pipeline, path: Path) -> tuple[Faceprint | None, _Skipped | None]:
-    try:
-        faces = pipeline.embed_faces(load_image(path, limits=pipeline.config.limits))
-    except NoFaceError:
-        faces = []
-    except InputError as err:
-        return None, _Skipped(str(path), err.message, err.code)
-    if not faces:
-        return None, _Skipped(str(path), "no face found", "no_face")
-    if len(faces) > 1:
-        return None, _Skipped(
-            str(path), f"{len(faces)} faces found; enrol from a photo of this person alone", "several_faces"
-        )
-    return faces[0].faceprint, None
-
-
-def _person_for(gallery: SqliteGallery, ref: str) -> Person:
-    """The existing person ``ref`` names (id or unique name), else a new person called ``ref``."""
-    try:
-        return resolve_person(gallery, ref)
-    except InputError:  # not found; an ambiguous name is a UsageError and propagates
-        return gallery.add_person(ref)
 
 
 @gallery_app.command("list")
@@ -444,16 +337,6 @@ def import_command(
 # --- identify --------------------------------------------------------------------------------------------
 
 
-def identification_min_similarity(pipeline: Pipeline) -> float:
-    """The default search cut-off: the model's threshold for a 1e-3 false-accept rate per comparison.
-
-    A probe is compared with every enrolled person, so the 1:1 operating threshold would let strangers
-    through in proportion to the gallery size (docs/identification.md); without a FAR 1e-3 figure the
-    1:1 threshold is used.
-    """
-    return pipeline.spec.far_thresholds.get("1e-3", pipeline.comparator.threshold)
-
-
 @handle_errors
 def identify(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
@@ -482,11 +365,16 @@ def identify(
         ),
     ] = None,
     as_json: JsonOption = False,
+    face: FaceOption = "all",
     calibration: CalibrationOption = None,
     detector: DetectorOption = "hog",
     upsample: UpsampleOption = 1,
+    no_fallback: NoFallbackOption = False,
+    assume_cropped: AssumeCroppedOption = False,
     backend: BackendOption = "auto",
     no_flip: NoFlipOption = False,
+    workers: WorkersOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Who is in these photos? Every face: box, person or unknown, similarity, distance, probability, top-k."""
     if min_similarity is not None and max_distance is not None:
@@ -494,43 +382,47 @@ def identify(
     names = list(dict.fromkeys(galleries or []))
     if not names and index_unknowns is None:
         raise UsageError("give at least one --gallery to search (or --index-unknowns to collect unknown faces)")
-    paths = list(_image_files(images))
-    if not paths:
-        raise UsageError("no images given (folders are searched for .jpg, .jpeg, .png, .webp, .bmp)")
+    mode = check_face_mode(face)
     with ExitStack() as stack:
         opened = {n: stack.enter_context(open_gallery(n)) for n in names}
         sink = None
         if index_unknowns is not None:
             sink = opened.get(index_unknowns) or stack.enter_context(open_gallery(index_unknowns, create=True))
-        pipeline = _pipeline(
+        config = _config(
+            galleries=list(opened.values()),
             detector=detector,
             upsample=upsample,
             backend=backend,
             no_flip=no_flip,
             calibration=calibration,
-            galleries=list(opened.values()),
+            no_fallback=no_fallback,
+            assume_cropped=assume_cropped,
         )
+        analyzer = stack.enter_context(open_analyzer(config, workers=workers))
         for gallery in [*opened.values(), *([sink] if sink is not None else [])]:
-            _check_contract(gallery, pipeline)
+            location.check_gallery_contract(gallery, analyzer.spec)
+        progress = stack.enter_context(image_progress(quiet=quiet or as_json, total=count_plain_files(images)))
         run = identify_images(
-            paths,
-            pipeline,
+            iter_image_items(images),
+            analyzer,
             list(opened.values()),
-            load=partial(load_image, limits=pipeline.config.limits),
+            face=mode,
             top_k=top_k,
             min_similarity=min_similarity,
             max_distance=max_distance,
-            probability=pipeline.comparator.probability,
-            default_min_similarity=identification_min_similarity(pipeline),
             cluster_unknowns=cluster_unknowns,
             index_unknowns_into=sink,
+            progress=progress,
         )
     if as_json:
         print_json(run.to_dict())
     else:
         _print_run(run)
     failed = len(run.failures)
-    if failed and failed == len(paths):
+    analysed = failed + len(run.images_without_faces) + len({face.image_id for face in run.faces})
+    if analysed == 0:
+        raise typer.Exit(code=EXIT_INPUT)
+    if failed and failed == analysed:
         raise typer.Exit(code=EXIT_INPUT)
     if failed:
         raise typer.Exit(code=EXIT_PARTIAL)

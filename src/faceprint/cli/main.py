@@ -11,20 +11,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from faceprint import __version__
+from faceprint.analyze import AnalyzeOptions, check_face_mode
 from faceprint.cli.common import (
+    AssumeCroppedOption,
     BackendOption,
     CalibrationOption,
+    CliContext,
     DetectorOption,
+    FaceOption,
     ModelOption,
     NoFallbackOption,
     NoFlipOption,
+    QuietOption,
     UpsampleOption,
+    WorkersOption,
     handle_errors,
+    image_progress,
+    open_analyzer,
     pipeline_config,
     print_json,
+    raise_on_sigterm,
     stderr,
     stdout,
 )
@@ -32,12 +42,14 @@ from faceprint.cli.evaluate import calibrate, evaluate
 from faceprint.cli.gallery import gallery_app, identify
 from faceprint.cli.models_cmd import models_add_command
 from faceprint.cli.pairs import pairs
-from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError, InputError
+from faceprint.cli.video import video
+from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError
 from faceprint.io.atomic import open_atomic
-from faceprint.io.image import load_image
+from faceprint.io.inputs import count_plain_files, iter_image_items
+from faceprint.io.output import check_output_path
 from faceprint.models.catalog import DLIB_RESNET_ID
-from faceprint.pipeline import Pipeline, load_pipeline
-from faceprint.types import Faceprint
+from faceprint.settings import load_settings
+from faceprint.verify import compare_inputs
 
 app = typer.Typer(
     name="faceprint",
@@ -55,68 +67,23 @@ def _version_callback(value: bool) -> None:
 
 
 @app.callback()
+@handle_errors
 def main(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Show the version.")
     ] = False,
 ) -> None:
     """faceprint: face recognition you can measure."""
-
-
-@app.command()
-@handle_errors
-def detect(
-    images: Annotated[list[Path], typer.Argument(help="Image files (JPEG, PNG, WebP, BMP).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    detector: DetectorOption = "hog",
-    upsample: UpsampleOption = 1,
-    no_fallback: NoFallbackOption = False,
-) -> None:
-    """Find faces: boxes (pixels and 0-1), landmarks, scores."""
-    pipeline = load_pipeline(pipeline_config(detector=detector, upsample=upsample, no_fallback=no_fallback))
-    results: list[dict[str, Any]] = []
-    failed = 0
-    for path in images:
-        try:
-            image = load_image(path, limits=pipeline.config.limits)
-            detections = pipeline.detect_faces(image)
-        except InputError as err:
-            failed += 1
-            results.append({"image": str(path), "error": err.to_dict()})
-            continue
-        size_wh = (image.shape[1], image.shape[0])
-        faces = []
-        for d in detections:
-            face = d.to_dict()
-            face["bbox_normalized"] = [round(v, 4) for v in d.normalized_bbox(size_wh)]
-            faces.append(face)
-        results.append({"image": str(path), "size_wh": list(size_wh), "faces": faces})
-    if as_json:
-        print_json(results)
-    else:
-        table = Table("image", "face", "box (x1,y1,x2,y2)", "score", "detector", "flags")
-        for result in results:
-            if "error" in result:
-                table.add_row(str(result["image"]), "-", f"[red]{result['error']['code']}[/]", "", "", "")
-                continue
-            faces_list: list[dict[str, Any]] = result["faces"]
-            if not faces_list:
-                table.add_row(str(result["image"]), "-", "no face", "", "", "")
-            for index, face in enumerate(faces_list):
-                box = ", ".join(f"{v:.0f}" for v in face["bbox_xyxy"])
-                table.add_row(
-                    str(result["image"]),
-                    str(index),
-                    box,
-                    f"{face['score']:.2f}",
-                    face["detector"],
-                    ",".join(face["flags"]),
-                )
-        stdout().print(table)
-    _exit_for(failed, len(images))
+    # Settings are read from FACEPRINT_* once, here, and reach commands through the context (a caller such
+    # as a test may have given its own).
+    if not isinstance(ctx.obj, CliContext):
+        ctx.obj = CliContext(settings=load_settings())
 
 
 def _exit_for(failed: int, total: int) -> None:
+    if total == 0:
+        raise typer.Exit(code=EXIT_INPUT)
     if failed and failed == total:
         raise typer.Exit(code=EXIT_INPUT)
     if failed:
@@ -125,72 +92,125 @@ def _exit_for(failed: int, total: int) -> None:
 
 @app.command()
 @handle_errors
-def embed(
-    images: Annotated[list[Path], typer.Argument(help="Image files.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="JSON Lines file to write.")],
-    largest: Annotated[bool, typer.Option("--largest", help="Only the largest face of each image.")] = False,
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Images, folders (recursive) or TAR/TGZ archives.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    face: FaceOption = "all",
     detector: DetectorOption = "hog",
     upsample: UpsampleOption = 1,
+    no_fallback: NoFallbackOption = False,
+    assume_cropped: AssumeCroppedOption = False,
+    workers: WorkersOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Find faces: boxes (pixels and 0-1), landmarks, scores, quality; the selected face first."""
+    config = pipeline_config(
+        detector=detector, upsample=upsample, no_fallback=no_fallback, assume_cropped=assume_cropped
+    )
+    options = AnalyzeOptions(face=check_face_mode(face), embed=False)
+    results: list[dict[str, Any]] = []
+    failed = 0
+    with open_analyzer(config, workers=workers) as analyzer, image_progress(
+        quiet=quiet or as_json, total=count_plain_files(images)
+    ) as progress:
+        for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress):
+            if not result.ok:
+                failed += 1
+                results.append({"image": result.key, "error": result.error_dict()})
+                continue
+            results.append(
+                {
+                    "image": result.key,
+                    "size_wh": list(result.size_wh or ()),
+                    "faces": [f.to_dict(result.size_wh) for f in result.faces],
+                }
+            )
+    if as_json:
+        print_json(results)
+    else:
+        table = Table("image", "face", "box (x1,y1,x2,y2)", "score", "detector", "flags")
+        for entry in results:
+            image = escape(str(entry["image"]))
+            if "error" in entry:
+                table.add_row(image, "-", f"[red]{escape(str(entry['error']['code']))}[/]", "", "", "")
+                continue
+            faces_list: list[dict[str, Any]] = entry["faces"]
+            if not faces_list:
+                table.add_row(image, "-", "no face", "", "", "")
+            for index, found in enumerate(faces_list):
+                box = ", ".join(f"{v:.0f}" for v in found["bbox_xyxy"])
+                table.add_row(
+                    image,
+                    str(index),
+                    box,
+                    f"{found['score']:.2f}",
+                    escape(str(found["detector"])),
+                    escape(",".join(found["flags"])),
+                )
+        stdout().print(table)
+    _exit_for(failed, len(results))
+
+
+@app.command()
+@handle_errors
+def embed(
+    images: Annotated[list[Path], typer.Argument(help="Images, folders (recursive) or TAR/TGZ archives.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="JSON Lines file to write.")],
+    face: FaceOption = "all",
+    largest: Annotated[bool, typer.Option("--largest", help="Same as --face largest.")] = False,
+    detector: DetectorOption = "hog",
+    upsample: UpsampleOption = 1,
+    no_fallback: NoFallbackOption = False,
+    assume_cropped: AssumeCroppedOption = False,
     backend: BackendOption = "auto",
     no_flip: NoFlipOption = False,
     model: ModelOption = DLIB_RESNET_ID,
+    workers: WorkersOption = None,
+    quiet: QuietOption = False,
 ) -> None:
-    """Write one faceprint per face as JSON Lines (image, face index, box, faceprint)."""
-    pipeline = load_pipeline(
-        pipeline_config(model=model, detector=detector, upsample=upsample, backend=backend, no_flip=no_flip)
+    """Write one faceprint per face as JSON Lines (image, face index, box, quality, faceprint)."""
+    check_output_path(output, inputs=images)
+    config = pipeline_config(
+        model=model,
+        detector=detector,
+        upsample=upsample,
+        backend=backend,
+        no_flip=no_flip,
+        no_fallback=no_fallback,
+        assume_cropped=assume_cropped,
     )
+    options = AnalyzeOptions(face="largest" if largest else check_face_mode(face))
     failed = 0
+    images_seen = 0
     faces_written = 0
-    with open_atomic(output) as handle:
-        for path in images:
-            try:
-                image = load_image(path, limits=pipeline.config.limits)
-                faces = pipeline.embed_faces(image, largest_only=largest)
-            except InputError as err:
+    with open_analyzer(config, workers=workers) as analyzer, open_atomic(output) as handle, image_progress(
+        quiet=quiet, total=count_plain_files(images)
+    ) as progress:
+        for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress):
+            images_seen += 1
+            if not result.ok:
                 failed += 1
-                handle.write(_json_line({"image": str(path), "error": err.to_dict()}))
+                handle.write(_json_line({"image": result.key, "error": result.error_dict()}))
                 continue
-            if not faces:
-                failed += 1
-                error = {"code": "no_face", "message": f"{path}: no face found", "details": {}}
-                handle.write(_json_line({"image": str(path), "error": error}))
-            for index, face in enumerate(faces):
-                face_print = face.faceprint
-                if face_print is None:
+            for index, found in enumerate(result.faces):
+                if found.faceprint is None:
                     continue
                 record = {
-                    "image": str(path),
+                    "image": result.key,
                     "face_index": index,
-                    "detection": face.detection.to_dict(),
-                    "faceprint": face_print.to_dict(),
+                    "detection": found.detection.to_dict(),
+                    "faceprint": found.faceprint.to_dict(),
                 }
                 handle.write(_json_line(record))
                 faces_written += 1
-    stderr().print(f"wrote {faces_written} faceprints from {len(images) - failed}/{len(images)} images to {output}")
-    _exit_for(failed, len(images))
+    stderr().print(
+        f"wrote {faces_written} faceprints from {images_seen - failed}/{images_seen} images to {output}", markup=False
+    )
+    _exit_for(failed, images_seen)
 
 
 def _json_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record) + "\n").encode("utf-8")
-
-
-def _faceprint_for(pipeline: Pipeline, path: Path) -> tuple[Faceprint, str]:
-    """A faceprint from a JSON file (``faceprint embed`` output or ``Faceprint.to_json``) or an image."""
-    if path.suffix.lower() in (".json", ".jsonl"):
-        if not path.is_file():
-            from faceprint.errors import MissingFileError
-
-            raise MissingFileError(f"{path}: no such file")
-        text = path.read_text(encoding="utf-8").strip().splitlines()[0]
-        data = json.loads(text)
-        return Faceprint.from_dict(data.get("faceprint", data)), "faceprint file"
-    image = load_image(path, limits=pipeline.config.limits)
-    faceprint, found = pipeline.embed_largest(image)
-    if faceprint is None or not found:
-        from faceprint.errors import NoFaceError
-
-        raise NoFaceError(f"{path}: no face found")
-    return faceprint, "largest face"
 
 
 @app.command()
@@ -199,38 +219,39 @@ def compare(
     a: Annotated[Path, typer.Argument(help="Image or faceprint JSON.")],
     b: Annotated[Path, typer.Argument(help="Image or faceprint JSON.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    face: FaceOption = "primary",
     calibration: CalibrationOption = None,
     detector: DetectorOption = "hog",
     upsample: UpsampleOption = 1,
+    no_fallback: NoFallbackOption = False,
+    assume_cropped: AssumeCroppedOption = False,
     backend: BackendOption = "auto",
     no_flip: NoFlipOption = False,
     model: ModelOption = DLIB_RESNET_ID,
 ) -> None:
     """Are A and B the same person? Similarity, calibrated probability and the decision."""
-    pipeline = load_pipeline(
-        pipeline_config(
-            model=model,
-            detector=detector,
-            upsample=upsample,
-            backend=backend,
-            calibration=calibration,
-            no_flip=no_flip,
-        )
+    mode = check_face_mode(face)
+    config = pipeline_config(
+        model=model,
+        detector=detector,
+        upsample=upsample,
+        backend=backend,
+        calibration=calibration,
+        no_flip=no_flip,
+        no_fallback=no_fallback,
+        assume_cropped=assume_cropped,
     )
-    print_a, _ = _faceprint_for(pipeline, a)
-    print_b, _ = _faceprint_for(pipeline, b)
-    result = pipeline.compare(print_a, print_b)
+    with open_analyzer(config, workers=1) as analyzer:
+        result = compare_inputs(analyzer, a, b, face=mode)
+    comparison = result.comparison
     if as_json:
-        payload = {"a": str(a), "b": str(b), **result.to_dict()}
-        payload.update(
-            {"model_id": pipeline.spec.id, "contract_id": pipeline.spec.contract_id, "package_version": __version__}
-        )
-        print_json(payload)
+        print_json({"a": str(a), "b": str(b), **result.to_dict()})
         return
-    verdict = "[bold green]same person[/]" if result.is_match else "[bold yellow]different people[/]"
+    verdict = "[bold green]same person[/]" if comparison.is_match else "[bold yellow]different people[/]"
+    flags = f"  flags {escape(','.join(comparison.flags))}" if getattr(comparison, "flags", ()) else ""
     stdout().print(
-        f"{verdict}  probability {result.probability:.1%}  similarity {result.similarity:.4f}  "
-        f"(threshold {result.threshold:.4f}, model {pipeline.spec.id})"
+        f"{verdict}  probability {comparison.probability:.1%}  similarity {comparison.similarity:.4f}  "
+        f"(threshold {comparison.threshold:.4f}, model {escape(result.model_id)}){flags}"
     )
 
 
@@ -249,33 +270,9 @@ def models(
     """Installed models (built-in and registered), their files verified by sha256."""
     if ctx.invoked_subcommand is not None:
         return
-    from faceprint.models.registry import ModelRegistry
-    from faceprint.models.store import ModelStore
+    from faceprint.models.status import model_statuses
 
-    store = ModelStore()
-    rows = []
-    for spec in ModelRegistry(store=store).specs().values():
-        files = []
-        status = "ok"
-        for model_file in spec.files:
-            try:
-                path = store.path_for(model_file)
-                files.append({"name": model_file.name, "path": str(path), "sha256": model_file.sha256, "ok": True})
-            except FaceprintError as err:
-                status = err.code
-                files.append({"name": model_file.name, "sha256": model_file.sha256, "ok": False, "error": err.message})
-        row = {
-            "id": spec.id,
-            "task": spec.task,
-            "status": status,
-            "license": spec.license,
-            "files": files,
-            "contract_id": spec.contract_id if spec.task == "embedding" else None,
-            "default_threshold": spec.default_threshold,
-            "far_thresholds": dict(spec.far_thresholds),
-            "calibration": spec.calibration.to_dict() if spec.calibration is not None else None,
-        }
-        rows.append(row)
+    rows = [row.to_dict() for row in model_statuses()]
     if as_json:
         print_json(rows)
         return
@@ -334,10 +331,12 @@ app.command(name="evaluate")(evaluate)
 app.command(name="calibrate")(calibrate)
 app.add_typer(gallery_app, name="gallery")
 app.command(name="identify")(identify)
+app.command(name="video")(video)
 
 
 def run() -> None:
     """Console-script entry point."""
+    raise_on_sigterm()
     try:
         app()
     except FaceprintError as err:  # pragma: no cover - raised before a command's own handler runs
