@@ -1,0 +1,121 @@
+"""The server's settings, from ``FACEPRINT_*`` environment variables, built in ``create_app()`` (never at import).
+
+Example:
+    >>> settings = ServerSettings(data_dir=Path("/srv/fp"), api_keys="k1, k2")
+    >>> settings.api_key_list, settings.layout.jobs_db
+    (('k1', 'k2'), PosixPath('/srv/fp/jobs.sqlite'))
+    >>> ServerSettings(max_upload_bytes=0)
+    Traceback (most recent call last):
+    ...
+    faceprint.errors.InvalidSettingError: FACEPRINT_MAX_UPLOAD_BYTES: Input should be greater than or equal to 1
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from faceprint.errors import InvalidSettingError
+from faceprint.jobs.context import JobLimits
+from faceprint.jobs.layout import DataLayout
+from faceprint.jobs.worker import WorkerConfig
+
+__all__ = ["ServerSettings", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/faceprint/server`` (``~/.local/share/faceprint/server``)."""
+    data_home = os.environ.get("XDG_DATA_HOME")
+    base = Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
+    return base / "faceprint" / "server"
+
+
+class _Values(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FACEPRINT_", extra="ignore", frozen=True)
+
+    data_dir: Path | None = None
+    api_keys: str | None = None
+    """Comma-separated keys accepted besides those made with ``faceprint keys create``."""
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_sources: int = Field(default=100, ge=1, le=10_000)
+    max_pairs: int = Field(default=1_000_000, ge=1)
+    max_video_side_px: int = Field(default=8192, ge=16)
+    max_video_pixels: int = Field(default=40_000_000, ge=256)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    lease_s: float = Field(default=30.0, ge=0.5, le=3600)
+    heartbeat_s: float = Field(default=1.0, gt=0, le=2.0)
+    pipeline_factory: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    """``module:function`` building the pipeline (tests: ``faceprint.testing:fake_pipeline_factory``)."""
+    engine_workers: int = Field(default=1, ge=1, le=256)
+
+
+class ServerSettings:
+    """Validated server settings (see the module doc); keyword arguments override the environment.
+
+    Raises:
+        InvalidSettingError: a value out of range, naming its environment variable.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **overrides: Any) -> None:
+        try:
+            self._values = _Values(**{k: v for k, v in overrides.items() if v is not None})
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            raise InvalidSettingError(
+                f"FACEPRINT_{field.upper()}: {first['msg']}", details={"setting": field}
+            ) from None
+
+    @property
+    def data_dir(self) -> Path:
+        value = self._values.data_dir
+        return (value if value is not None else default_data_dir()).expanduser()
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.data_dir)
+
+    @property
+    def api_key_list(self) -> tuple[str, ...]:
+        raw = self._values.api_keys
+        if raw is None:
+            return ()
+        return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self._values.max_upload_bytes
+
+    @property
+    def max_attempts(self) -> int:
+        return self._values.max_attempts
+
+    @property
+    def pipeline_factory(self) -> str | None:
+        return self._values.pipeline_factory
+
+    @property
+    def limits(self) -> JobLimits:
+        v = self._values
+        return JobLimits(
+            max_sources=v.max_sources,
+            max_pairs=v.max_pairs,
+            max_video_side_px=v.max_video_side_px,
+            max_video_pixels=v.max_video_pixels,
+        )
+
+    @property
+    def worker_config(self) -> WorkerConfig:
+        v = self._values
+        return WorkerConfig(
+            lease_s=v.lease_s, heartbeat_s=v.heartbeat_s, limits=self.limits, engine_workers=v.engine_workers
+        )
+
+    def __repr__(self) -> str:
+        return f"ServerSettings(data_dir={self.data_dir!s}, api_keys={len(self.api_key_list)} set)"
