@@ -485,3 +485,44 @@ def tiny_embedder_onnx(weights: npt.NDArray[np.float32], *, name: str = "tiny") 
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     return bytes(model.SerializeToString())
+
+
+class ScriptedProgram:
+    """A weight-free :class:`~faceprint.execute.base.WorkerProgram` for executor tests (picklable).
+
+    A task is a string: ``"die"`` kills the worker process (like a native crash), ``"die-once:<path>"``
+    kills it only while ``<path>`` does not exist yet (and creates it: a crash that a retry survives),
+    ``"sleep:<s>"`` sleeps, ``"model"`` raises a model error, ``"bug"`` raises a plain exception; any other
+    task returns ``(task, worker pid)``.
+
+    Example:
+        >>> ScriptedProgram().run(None, "hello")[0]
+        'hello'
+    """
+
+    def build(self) -> None:
+        return None
+
+    def run(self, state: None, task: str) -> tuple[str, int]:
+        import time
+
+        from faceprint.errors import ModelNotFoundError
+
+        if task == "die":
+            os._exit(9)
+        if task.startswith("die-once:"):
+            marker = task.split(":", 1)[1]
+            if not os.path.exists(marker):
+                with open(marker, "w"):
+                    pass
+                os._exit(9)
+        if task.startswith("sleep:"):
+            time.sleep(float(task.split(":", 1)[1]))
+        if task == "model":
+            raise ModelNotFoundError("weights not found")
+        if task == "bug":
+            raise RuntimeError("a bug")
+        return task, os.getpid()
+
+    def failed(self, task: str, message: str, *, crashed: bool) -> tuple[str, int]:
+        return ("crashed: " if crashed else "failed: ") + message, -1
