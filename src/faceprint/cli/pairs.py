@@ -25,6 +25,7 @@ from faceprint.cli.common import (
     NoFallbackOption,
     NoFlipOption,
     UpsampleOption,
+    current_context,
     handle_errors,
     pipeline_config,
     stdout,
@@ -95,8 +96,7 @@ def pairs(
         raise UsageError("give one or more datasets, e.g. `faceprint pairs photos/ -o results.tar.gz`")
     if not enclave and output is None:
         raise UsageError("give the results archive to write with -o, e.g. -o results.tar.gz")
-    if face not in ("primary", "largest", "best-match"):
-        raise UsageError(f"--face must be primary, largest or best-match, not {face!r}")
+    context = current_context()
     config = pipeline_config(
         model=model,
         detector=detector,
@@ -110,16 +110,17 @@ def pairs(
     options = PairsOptions(
         pipeline=config,
         details=details,
-        face=face,  # type: ignore[arg-type]  # validated above
-        workers=workers,
+        face=face,  # type: ignore[arg-type]  # PairsOptions validates it
+        workers=workers if workers is not None else context.settings.workers,
         quiet=quiet,
         escape_formulas=not no_escape_formulas,
+        executor=context.settings.executor,
     )
     result: PairsJobResult
     if inputs_dir is not None and output_dir is not None:
-        result = run_enclave_job(inputs_dir, output_dir, options)
+        result = run_enclave_job(inputs_dir, output_dir, options, pipeline_factory=context.pipeline_factory)
     elif inputs and output is not None:
-        result = run_pairs_job(inputs, output, options=options)
+        result = run_pairs_job(inputs, output, options=options, pipeline_factory=context.pipeline_factory)
     else:  # the checks above leave no other case; kept so a future edit cannot fall through silently
         raise UsageError("give INPUT… -o FILE, or --inputs-dir and --output-dir")
     console = stdout()
