@@ -40,8 +40,10 @@ from faceprint.cli.common import (
 )
 from faceprint.cli.evaluate import calibrate, evaluate
 from faceprint.cli.gallery import gallery_app, identify
+from faceprint.cli.keys import keys_app
 from faceprint.cli.models_cmd import models_add_command
 from faceprint.cli.pairs import pairs
+from faceprint.cli.serve import serve, worker
 from faceprint.cli.video import video
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError
 from faceprint.io.atomic import open_atomic
@@ -331,6 +333,9 @@ app.command(name="evaluate")(evaluate)
 app.command(name="calibrate")(calibrate)
 app.add_typer(gallery_app, name="gallery")
 app.command(name="identify")(identify)
+app.command(name="serve")(serve)
+app.command(name="worker")(worker)
+app.add_typer(keys_app, name="keys")
 app.command(name="video")(video)
 
 

@@ -23,7 +23,6 @@ from fastapi.staticfiles import StaticFiles
 from faceprint import __version__
 from faceprint.analyze import Analyzer
 from faceprint.jobs.pairs import load_factory
-from faceprint.jobs.store import SqliteJobStore
 from faceprint.jobs.uploads import UploadStore
 from faceprint.server.deps import require_key
 from faceprint.server.errors import install_error_handlers
@@ -48,7 +47,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         layout = settings.layout
         layout.root.mkdir(parents=True, exist_ok=True)
-        store = SqliteJobStore(layout.jobs_db)
+        store = settings.open_job_store()
         analyzer = Analyzer(workers=1, executor="local", pipeline_factory=load_factory(settings.pipeline_factory))
         try:
             with analyzer:

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from faceprint.errors import InvalidSettingError
 from faceprint.jobs.context import JobLimits
 from faceprint.jobs.layout import DataLayout
+from faceprint.jobs.store import JobStore, SqliteJobStore
 from faceprint.jobs.worker import WorkerConfig
 
 __all__ = ["ServerSettings", "default_data_dir"]
@@ -51,6 +52,8 @@ class _Values(BaseSettings):
     pipeline_factory: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     """``module:function`` building the pipeline (tests: ``faceprint.testing:fake_pipeline_factory``)."""
     engine_workers: int = Field(default=1, ge=1, le=256)
+    database_url: str | None = None
+    """A ``postgresql://`` URL: the job queue in PostgreSQL (many hosts) instead of the data dir's SQLite."""
 
 
 class ServerSettings:
@@ -116,6 +119,15 @@ class ServerSettings:
         return WorkerConfig(
             lease_s=v.lease_s, heartbeat_s=v.heartbeat_s, limits=self.limits, engine_workers=v.engine_workers
         )
+
+    def open_job_store(self) -> JobStore:
+        """The job store: PostgreSQL when ``FACEPRINT_DATABASE_URL`` is set, else ``jobs.sqlite`` in the data dir."""
+        url = self._values.database_url
+        if url is not None:
+            from faceprint.jobs.pg_store import PgJobStore
+
+            return PgJobStore(url)
+        return SqliteJobStore(self.layout.jobs_db)
 
     def __repr__(self) -> str:
         return f"ServerSettings(data_dir={self.data_dir!s}, api_keys={len(self.api_key_list)} set)"
