@@ -302,3 +302,19 @@ def test_resolution_over_the_limit(tmp_path: Path) -> None:
         open_video(path, limits=VideoLimits(max_pixels=256 * 127))
     with open_video(path, limits=VideoLimits(max_side_px=256)) as video:
         assert video.info.size_wh == (256, 128)
+
+
+def test_frames_downsized_for_detection(tmp_path: Path) -> None:
+    path = tmp_path / "big.mp4"
+    write_video(path, numbered_frames(4, (320, 240)), fps=Fraction(25), rotation_deg=90)
+    with open_video(path) as video:
+        frames = list(video.frames(detect_max_side_px=160))
+    assert frames[0].image.shape == (320, 240, 3)  # upright, full size
+    assert frames[0].detect_image is not None and frames[0].detect_image.shape == (160, 120, 3)
+    assert frames[0].detection_image is frames[0].detect_image
+    assert float(frames[2].detect_image[20:, 20:].mean()) == pytest.approx(
+        float(frames[2].image[40:, 40:].mean()), abs=3
+    )
+    with open_video(path) as video:
+        same = next(video.frames(detect_max_side_px=400))
+    assert same.detect_image is None and same.detection_image is same.image

@@ -87,7 +87,7 @@ class ColourVideoEngine:
         self.max_sides.append(max_side_px)
         for frame in frames:
             self.detected_frames.append(frame.index)
-            yield frame, self._faces(frame.image)
+            yield frame, self._faces(frame.detection_image)
 
     def embed_crops(self, crops: Sequence[FaceCrop], *, cancel: threading.Event | None = None) -> list[Face | None]:
         out: list[Face | None] = []

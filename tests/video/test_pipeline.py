@@ -255,3 +255,19 @@ def test_progress_counts_frames(tmp_path: Path, colour_engine: Any, staff: Sqlit
 def test_options_are_validated_in_the_library(kwargs: dict[str, Any]) -> None:
     with pytest.raises(UsageError):
         VideoOptions(**kwargs)
+
+
+def test_detection_on_downsized_frames_gives_full_frame_boxes(
+    tmp_path: Path, colour_engine: Any, staff: SqliteGallery
+) -> None:
+    video = make_video(tmp_path / "clip.mp4", Fraction(25), scene())
+    full = analyze_videos([video], colour_engine, [staff]).to_deepva()
+    small = analyze_videos([video], colour_engine, [staff], options=VideoOptions(face_detection_scale=160))
+    assert colour_engine.max_sides == [600, 160]
+    ada_full = next(s for s in full["data"] if s["meta"]["person"] == "Ada")
+    ada_small = next(s for s in small.to_deepva()["data"] if s["meta"]["person"] == "Ada")
+    assert [d["frame_index"] for d in ada_small["detections"]] == [d["frame_index"] for d in ada_full["detections"]]
+    for a, b in zip(ada_small["detections"], ada_full["detections"], strict=True):
+        assert a["data"] == pytest.approx(b["data"], abs=0.01)
+    # Chips are still cut from the full frame: 50 px squares with their padding, not 25 px ones.
+    assert max(shape[0] for shape in colour_engine.embedded_shapes) >= 100

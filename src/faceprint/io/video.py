@@ -152,6 +152,14 @@ class VideoFrame:
     time_s: Fraction
     """``index / fps``: seconds since the stream's start time, exact."""
     image: RGBImage
+    detect_image: RGBImage | None = None
+    """The frame downsized (by FFmpeg, area-averaged) to the ``detect_max_side_px`` asked of
+    :meth:`VideoReader.frames`, or None when the frame is not larger than that."""
+
+    @property
+    def detection_image(self) -> RGBImage:
+        """What to detect faces on: the downsized frame when there is one, else the frame."""
+        return self.image if self.detect_image is None else self.detect_image
 
 
 DEFAULT_SAMPLE_FPS = Fraction(5)
@@ -389,18 +397,27 @@ class VideoReader:
         # VFR bursts (two frames on one grid slot) and odd timestamps must not break strict order.
         return max(index, previous + 1)
 
-    def _upright(self, frame: av.video.frame.VideoFrame) -> RGBImage:
-        image = frame.to_ndarray(format="rgb24")
+    def _upright(self, frame: av.video.frame.VideoFrame, *, max_side_px: int | None = None) -> RGBImage:
+        if max_side_px is None:
+            image = frame.to_ndarray(format="rgb24")
+        else:
+            scale = max_side_px / max(frame.width, frame.height)
+            small_w, small_h = max(1, round(frame.width * scale)), max(1, round(frame.height * scale))
+            # swscale's area filter straight from YUV: about 3x faster than resizing the RGB frame in Pillow.
+            image = frame.reformat(width=small_w, height=small_h, format="rgb24", interpolation="AREA").to_ndarray()
         turns = self.info.rotation_deg // 90
         if turns:
             image = np.rot90(image, k=turns)
         return np.ascontiguousarray(image, dtype=np.uint8)
 
-    def frames(self, *, sampling: FrameSampling | None = None) -> Iterator[VideoFrame]:
+    def frames(
+        self, *, sampling: FrameSampling | None = None, detect_max_side_px: int | None = None
+    ) -> Iterator[VideoFrame]:
         """Upright frames from the current position (the start, or where :meth:`seek` put it).
 
         Only the frames ``sampling`` keeps are converted to RGB (every frame without it). Frames that do not
-        decode are skipped and counted in :attr:`stats`.
+        decode are skipped and counted in :attr:`stats`. With ``detect_max_side_px``, frames larger than
+        that also come downsized to it (:attr:`VideoFrame.detect_image`).
 
         Example:
             >>> with open_video("clip.mp4") as video:  # doctest: +SKIP
@@ -430,7 +447,12 @@ class VideoReader:
                     continue
                 last_bucket = bucket
             self.stats.yielded_frames += 1
-            yield VideoFrame(index=index, time_s=Fraction(index) / self._fps, image=self._upright(frame))
+            small = None
+            if detect_max_side_px is not None and max(frame.width, frame.height) > detect_max_side_px:
+                small = self._upright(frame, max_side_px=detect_max_side_px)
+            yield VideoFrame(
+                index=index, time_s=Fraction(index) / self._fps, image=self._upright(frame), detect_image=small
+            )
 
     @property
     def truncated(self) -> bool:

@@ -305,10 +305,11 @@ def track_faces(
         kept = [b for b in builders if len(b.detections) >= options.min_track_detections]
         tracks.extend(_embed_tracks(kept, engine, cancel=cancel))
 
-    frames = reader.frames(sampling=options.sampling)
-    for frame, faces in engine.detect_frames(frames, max_side_px=options.face_detection_scale, cancel=cancel):
+    frames = reader.frames(sampling=options.sampling, detect_max_side_px=options.face_detection_scale)
+    for frame, found in engine.detect_frames(frames, max_side_px=options.face_detection_scale, cancel=cancel):
         if cancel is not None and cancel.is_set():
             raise VideoCancelledError(f"{info.path}: cancelled at frame {frame.index}")
+        faces = [_in_full_frame(face, frame) for face in found]
         boxes = np.array([f.detection.bbox_xyxy for f in faces], dtype=np.float64).reshape(-1, 4)
         scores = np.array([f.detection.score for f in faces], dtype=np.float64)
         for assignment in tracker.update(frame.index, boxes, scores):
@@ -327,6 +328,26 @@ def track_faces(
         progress(VideoProgress(info.path, reader.stats.last_frame_index + 1, info.total_frames, len(tracks)))
     tracks.sort(key=lambda t: (t.frame_start, t.track_id))
     return tracks
+
+
+def _in_full_frame(face: Face, frame: VideoFrame) -> Face:
+    """A face found on the downsized frame, in the pixels of the full frame.
+
+    The landmarks are dropped: the engine finds them again on the full-resolution crop when the face is
+    embedded, more precisely than scaled-up ones.
+    """
+    if frame.detect_image is None:
+        return face
+    scale_x = frame.image.shape[1] / frame.detect_image.shape[1]
+    scale_y = frame.image.shape[0] / frame.detect_image.shape[0]
+    left, top, right, bottom = face.detection.bbox_xyxy
+    detection = Detection(
+        bbox_xyxy=(left * scale_x, top * scale_y, right * scale_x, bottom * scale_y),
+        score=face.detection.score,
+        detector=face.detection.detector,
+        flags=face.detection.flags,
+    )
+    return Face(detection=detection, quality=face.quality)
 
 
 def _embed_tracks(
