@@ -115,7 +115,7 @@ def extract_aligned_face(image: RGBImage, detection: Detection, *, template: str
 
     Example:
         >>> chip = extract_aligned_face(image, detection, template="arcface-112")  # doctest: +SKIP
-        >>> chip.shape
+        >>> chip.shape  # doctest: +SKIP
         (112, 112, 3)
     """
     if detection.landmarks_xy is None:

@@ -7,7 +7,7 @@ are reported without sinking the other rows.
 
 Example:
     >>> dataset = build_demo_dataset(Path("demo-output"))   # doctest: +SKIP
-    >>> dataset.archive.name
+    >>> dataset.archive.name  # doctest: +SKIP
     'demo-dataset.tar.gz'
 """
 

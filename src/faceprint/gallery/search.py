@@ -45,9 +45,14 @@ ProbabilityFn = Callable[[float], float]
 def catalog_min_similarity(model_id: str | None) -> float | None:
     """The built-in operating threshold of a model (as a min similarity), or None when it has none.
 
+    It is the shipped calibration's 1:1 threshold (DevTrain-fitted; ``faceprint models --thresholds``).
+
     Example:
-        >>> catalog_min_similarity("dlib-resnet-v1")
-        0.88
+        >>> from faceprint.models.catalog import builtin_specs
+        >>> catalog_min_similarity("dlib-resnet-v1") == builtin_specs()["dlib-resnet-v1"].default_threshold
+        True
+        >>> round(catalog_min_similarity("dlib-resnet-v1"), 2)
+        0.9
     """
     if model_id is None:
         return None
