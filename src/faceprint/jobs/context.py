@@ -65,6 +65,11 @@ class JobContext:
     pipeline_factory_ref: str | None = None
     """``module:function`` of ``pipeline_factory``, for child processes (None: the real pipeline)."""
     engine_workers: int = 1
+    video_engine: Callable[[], Analyzer] | None = None
+    """The engine configured for video (no detector fallbacks), built on first use; None: ``analyzer``."""
+
+    def video_analyzer(self) -> Analyzer:
+        return self.analyzer if self.video_engine is None else self.video_engine()
 
     def put_items(self, items: Iterable[JobItem], *, done_units: Sequence[str] = ()) -> None:
         self.store.put_items(self.job.id, self.worker_id, items, done_units=done_units)

@@ -34,7 +34,8 @@ def video_available() -> bool:
     if importlib.util.find_spec("av") is None:
         return False
     try:
-        module = importlib.import_module("faceprint.video.pipeline")
+        importlib.import_module("faceprint.video.pipeline")
+        module = importlib.import_module("faceprint.video.engine")
     except ImportError:
         return False
     return hasattr(module, "AnalyzerVideoEngine")
@@ -61,6 +62,7 @@ def analyze_video_source(
 
     from faceprint.io.video import VideoLimits
     from faceprint.video import pipeline as video
+    from faceprint.video.engine import AnalyzerVideoEngine  # type: ignore[import-not-found,unused-ignore]
 
     options = video.VideoOptions(
         face_detection_scale=params.face_detection_scale,
@@ -69,7 +71,7 @@ def analyze_video_source(
         cluster_unknowns=params.clusters,
         limits=VideoLimits(max_side_px=ctx.limits.max_video_side_px, max_pixels=ctx.limits.max_video_pixels),
     )
-    engine = video.AnalyzerVideoEngine(ctx.analyzer)  # type: ignore[attr-defined]
+    engine = AnalyzerVideoEngine(ctx.video_analyzer())
 
     def progress(p: Any) -> None:
         if p.total_frames:

@@ -103,12 +103,39 @@ class JobWorker:
         self._runners = runners if runners is not None else default_runners()
         self._factory_ref = pipeline_factory_ref
         self.worker_id = worker_id if worker_id is not None else new_worker_id()
+        self._video: Analyzer | None = None
+        self._video_lock = threading.Lock()
+
+    def _video_analyzer(self) -> Analyzer:
+        """A second long-lived engine, for video: the same model without detector fallbacks (see video.engine)."""
+        with self._video_lock:
+            if self._video is None:
+                from faceprint.jobs.pairs import load_factory
+                from faceprint.video.engine import for_video  # type: ignore[import-not-found,unused-ignore]
+
+                engine = Analyzer(
+                    for_video(self._analyzer.config),
+                    workers=self._analyzer.workers,
+                    pipeline_factory=load_factory(self._factory_ref),
+                )
+                self._video = engine.__enter__()
+            return self._video
+
+    def close(self) -> None:
+        """Stop the video engine's workers (the caller closes the main engine)."""
+        with self._video_lock:
+            if self._video is not None:
+                self._video.close()
+                self._video = None
 
     def run_forever(self, stop: threading.Event) -> None:
         """Claim and run jobs until ``stop`` is set (the running job is finished first)."""
-        while not stop.is_set():
-            if not self.run_once():
-                stop.wait(self._config.poll_s)
+        try:
+            while not stop.is_set():
+                if not self.run_once():
+                    stop.wait(self._config.poll_s)
+        finally:
+            self.close()
 
     def run_once(self) -> bool:
         """Claim one job and run it to its end; False when there was none."""
@@ -140,6 +167,7 @@ class JobWorker:
             limits=self._config.limits,
             pipeline_factory_ref=self._factory_ref,
             engine_workers=self._config.engine_workers,
+            video_engine=self._video_analyzer,
         )
         state = JobState.COMPLETED
         outcome = JobOutcome()
