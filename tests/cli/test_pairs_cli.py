@@ -105,7 +105,7 @@ def test_enclave_layout(tmp_path: Path) -> None:
         (["DATASET"], "-o"),
         (["DATASET", "-o", "OUT", "--inputs-dir", "DATASET"], "not both"),
         (["--inputs-dir", "DATASET"], "go together"),
-        (["DATASET", "-o", "OUT", "--face", "biggest"], "--face must be primary, largest or best-match"),
+        (["DATASET", "-o", "OUT", "--face", "biggest"], "face must be 'primary', 'largest' or 'best-match'"),
         (["MISSING", "-o", "OUT"], "does not exist"),
         (["DATASET", "-o", "NOFOLDER/r.tar.gz"], "does not exist"),
     ],

@@ -282,12 +282,39 @@ class _ModelInfo:
         )
 
 
+_MAX_MEMO_PAIRS = 200_000
+"""Most distinct photo pairs whose comparison is remembered (1M rows over 50 photos are 2,500 pairs)."""
+
+
+class _ComparisonMemo:
+    """Comparisons by the pair of photos compared: a row repeating a pair is not compared again.
+
+    Comparing is deterministic, so this changes no result; it turns 1M rows over 50 photos into at most
+    2,500 comparisons. Bounded: when full it is emptied (rows of distinct pairs gain nothing from it).
+    """
+
+    __slots__ = ("_face", "_known", "_pipeline")
+
+    def __init__(self, pipeline: PairsPipeline, face: FaceMode) -> None:
+        self._pipeline = pipeline
+        self._face = face
+        self._known: dict[tuple[str, str], Comparison] = {}
+
+    def compare(self, target_a: str, target_b: str, outcome_a: ImageOutcome, outcome_b: ImageOutcome) -> Comparison:
+        key = (target_a, target_b)
+        known = self._known.get(key)
+        if known is None:
+            if len(self._known) >= _MAX_MEMO_PAIRS:
+                self._known.clear()
+            known = self._known[key] = compare_outcomes(self._pipeline, outcome_a, outcome_b, face=self._face)
+        return known
+
+
 def _score_row(
     row: PairRow,
     resolved: Mapping[str, str | FaceprintError],
     outcomes: Mapping[str, ImageOutcome],
-    pipeline: PairsPipeline,
-    face: FaceMode,
+    memo: _ComparisonMemo,
 ) -> _Scored:
     if not row.ok:
         problem = _Problem("", row.error_code or "malformed_csv", row.error_message or "malformed row", row)
@@ -310,7 +337,10 @@ def _score_row(
     faces_b = None if outcome_b is None else outcome_b.faces_found
     if problems or outcome_a is None or outcome_b is None:
         return _Scored(None, faces_a, faces_b, tuple(problems))
-    return _Scored(compare_outcomes(pipeline, outcome_a, outcome_b, face=face), faces_a, faces_b, ())
+    target_a, target_b = resolved[row.file_a], resolved[row.file_b]
+    if isinstance(target_a, FaceprintError) or isinstance(target_b, FaceprintError):
+        return _Scored(None, faces_a, faces_b, tuple(problems))  # not reached: such a row has a problem
+    return _Scored(memo.compare(target_a, target_b, outcome_a, outcome_b), faces_a, faces_b, ())
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
@@ -481,20 +511,25 @@ def _process_dataset(
 
     # Computed once: asking the table per row is what made writing 1M rows quadratic.
     extra_width = table.extra_width if table is not None else 0
-    output_rows: list[list[str]] = [_output_header(table, options.details, escape)]
+    # Rows go straight into the CSV text, one at a time: no list of every output row is ever held.
+    output_text = io.StringIO(newline="")
+    output_writer = csv.writer(output_text, lineterminator="\n")
+    output_writer.writerow(_output_header(table, options.details, escape))
     scored_count = 0
     if table is not None and dataset_error is None:
+        memo = _ComparisonMemo(engine.pipeline, options.face)
         for row in table.rows:
-            scored = _score_row(row, resolved, outcomes, engine.pipeline, options.face)
+            scored = _score_row(row, resolved, outcomes, memo)
             problems.extend(scored.problems)
             if scored.comparison is not None:
                 scored_count += 1
-            output_rows.append(_output_cells(row, scored, options.details, extra_width, escape))
+            output_writer.writerow(_output_cells(row, scored, options.details, extra_width, escape))
     rows = len(table.rows) if table is not None else 0
     if table is not None and dataset_error is not None:
         # The table was read but the photos could not be: every row keeps its place, unscored.
         empty = _Scored(None, None, None, ())
-        output_rows += [_output_cells(row, empty, options.details, extra_width, escape) for row in table.rows]
+        for row in table.rows:
+            output_writer.writerow(_output_cells(row, empty, options.details, extra_width, escape))
 
     summary = DatasetSummary(
         folder=folder,
@@ -506,8 +541,8 @@ def _process_dataset(
         embedded=embedded,
         dataset_error=None if dataset_error is None else dataset_error.code,
     )
-    files = {f"{folder}/{OUTPUT_CSV}": _csv_bytes(output_rows)}
-    del output_rows  # the encoded bytes are all that is kept of a large table
+    files = {f"{folder}/{OUTPUT_CSV}": output_text.getvalue().encode("utf-8", "replace")}
+    del output_text, output_writer  # the encoded bytes are all that is kept of a large table
     if problems:
         files[f"{folder}/{ERROR_FILE}"] = _csv_bytes([list(ERROR_COLUMNS)] + [p.cells(escape) for p in problems])
     files[f"{folder}/{RUN_JSON}"] = _run_json(summary, model, options, table, kind, pairs_name, escape)
