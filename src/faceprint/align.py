@@ -24,7 +24,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from faceprint.detect.dlib_hog import import_dlib
-from faceprint.errors import UsageError
+from faceprint.errors import InvalidArgumentError, UsageError
 from faceprint.types import Detection, RGBImage
 
 DLIB_CHIP_150 = "dlib-chip-150"
@@ -62,7 +62,7 @@ def estimate_similarity(src: npt.NDArray[np.float64], dst: npt.NDArray[np.float6
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or src.shape[0] < 2:
-        raise ValueError("need two matching (n>=2, 2) point arrays")
+        raise InvalidArgumentError("need two matching (n>=2, 2) point arrays")
     src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
     src_c, dst_c = src - src_mean, dst - dst_mean
     covariance = dst_c.T @ src_c / src.shape[0]

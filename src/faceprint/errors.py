@@ -246,3 +246,14 @@ def error_for_code(code: str, message: str, *, details: Mapping[str, Any] | None
             return cls(message, details=details)
         pending.extend(cls.__subclasses__())
     return InputError(message, details={**(dict(details) if details else {}), "code": code})
+
+
+class InvalidArgumentError(UsageError, ValueError):
+    """A value the library cannot work with (a box of no size, a non-finite vector, a bad model spec field).
+
+    Also a :class:`ValueError`, so code that validates with ``except ValueError`` keeps working, while the
+    CLI and the server map it like every other error (``invalid_argument``, exit 2, HTTP 422).
+    """
+
+    code = "invalid_argument"
+    http_status = 422

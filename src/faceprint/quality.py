@@ -42,6 +42,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.errors import InvalidArgumentError
 from faceprint.types import Detection, FaceQuality, RGBImage
 
 NOSE_DEPTH_RATIO = 0.6
@@ -117,7 +118,7 @@ def estimate_pose(landmarks_xy: npt.ArrayLike) -> tuple[float, float]:
             [points[45], points[42], points[36], points[39], points[33]], dtype=np.float64
         )  # dlib's own 68 -> 5 correspondence
     if points.shape != (5, 2):
-        raise ValueError(f"pose needs 5 (or 68) landmarks, got shape {points.shape}")
+        raise InvalidArgumentError(f"pose needs 5 (or 68) landmarks, got shape {points.shape}")
     left, right = _eye_centres(points)
     axis = right - left
     interocular = float(np.hypot(axis[0], axis[1]))

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from faceprint.errors import ContractMismatchError, FaceprintFormatError
+from faceprint.errors import ContractMismatchError, FaceprintFormatError, InvalidArgumentError
 
 RGBImage = npt.NDArray[np.uint8]
 """An ``(height, width, 3)`` uint8 RGB image, C-contiguous."""
@@ -52,7 +52,7 @@ class Detection:
     def __post_init__(self) -> None:
         left, top, right, bottom = self.bbox_xyxy
         if not (right > left and bottom > top):
-            raise ValueError(f"bbox_xyxy must have positive size, got {self.bbox_xyxy}")
+            raise InvalidArgumentError(f"bbox_xyxy must have positive size, got {self.bbox_xyxy}")
 
     @property
     def width(self) -> float:
@@ -181,11 +181,11 @@ class Faceprint:
     def __post_init__(self) -> None:
         vector = np.asarray(self.vector)
         if vector.ndim != 1 or vector.size == 0:
-            raise ValueError(f"a faceprint vector must be 1-d and non-empty, got shape {vector.shape}")
+            raise InvalidArgumentError(f"a faceprint vector must be 1-d and non-empty, got shape {vector.shape}")
         if vector.dtype != np.float32:
             vector = vector.astype(np.float32)
         if not np.all(np.isfinite(vector)):
-            raise ValueError("a faceprint vector must be finite")
+            raise InvalidArgumentError("a faceprint vector must be finite")
         vector = np.ascontiguousarray(vector)
         vector.setflags(write=False)
         object.__setattr__(self, "vector", vector)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faceprint.detect.base import Detector
+from faceprint.errors import InvalidArgumentError
 from faceprint.types import Detection, RGBImage
 
 
@@ -17,7 +18,7 @@ class CascadeDetector:
 
     def __init__(self, stages: Sequence[Detector]) -> None:
         if not stages:
-            raise ValueError("a cascade needs at least one detector")
+            raise InvalidArgumentError("a cascade needs at least one detector")
         self.stages = tuple(stages)
 
     @property

@@ -6,6 +6,7 @@ returned, flagged ``assumed_center_crop`` so callers and reports can tell it apa
 
 from __future__ import annotations
 
+from faceprint.errors import InvalidArgumentError
 from faceprint.types import Detection, RGBImage
 
 ASSUMED_CENTER_CROP = "assumed_center_crop"
@@ -22,7 +23,7 @@ class CenterCropDetector:
 
     def __init__(self, *, box_fraction: float = 0.44, max_side_px: int = 600, max_aspect: float = 1.5) -> None:
         if not 0.0 < box_fraction <= 1.0:
-            raise ValueError("box_fraction must be in (0, 1]")
+            raise InvalidArgumentError("box_fraction must be in (0, 1]")
         self.box_fraction = box_fraction
         self.max_side_px = max_side_px
         self.max_aspect = max_aspect

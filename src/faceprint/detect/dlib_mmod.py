@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from faceprint.detect.dlib_hog import _clip_box, import_dlib
+from faceprint.errors import InvalidArgumentError
 from faceprint.types import Detection, RGBImage
 
 
@@ -17,7 +18,7 @@ class DlibMmodDetector:
 
     def __init__(self, model_path: Path, *, upsample: int = 0) -> None:
         if upsample < 0 or upsample > 3:
-            raise ValueError(f"upsample must be 0-3, got {upsample}")
+            raise InvalidArgumentError(f"upsample must be 0-3, got {upsample}")
         self.upsample = upsample
         self._detector = import_dlib().cnn_face_detection_model_v1(str(model_path))
 

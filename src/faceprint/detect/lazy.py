@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from faceprint.detect.base import Detector
+from faceprint.errors import InvalidArgumentError
 from faceprint.types import Detection, RGBImage
 
 
@@ -59,7 +60,7 @@ class LazyDetector:
             if self._detector is None:
                 built = self._build()
                 if built.name != self._name:
-                    raise ValueError(f"lazy detector {self._name!r} built a detector named {built.name!r}")
+                    raise InvalidArgumentError(f"lazy detector {self._name!r} built a detector named {built.name!r}")
                 self._detector = built
             return self._detector
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.errors import InvalidArgumentError
 from faceprint.models.dlib_to_onnx import BoxOverlap, MmodParams
 
 FloatArray = npt.NDArray[np.float32]
@@ -153,7 +154,7 @@ def tiled_pyramid(image: npt.NDArray[np.uint8], params: MmodParams) -> tuple[Flo
         ValueError: ``image`` is not an ``(h, w, 3)`` uint8 array with h, w > 0.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.shape[0] * image.shape[1] == 0:
-        raise ValueError(f"expected a non-empty (h, w, 3) uint8 RGB image, got {image.dtype} {image.shape}")
+        raise InvalidArgumentError(f"expected a non-empty (h, w, 3) uint8 RGB image, got {image.dtype} {image.shape}")
     layout = pyramid_layout(image.shape[0], image.shape[1], params)
     tensor = np.zeros((1, 3, layout.height, layout.width), np.float32)
     planes = tensor[0]
@@ -310,10 +311,10 @@ def decode_scores(
     """
     if scores.ndim == 4:
         if scores.shape[0] != 1:
-            raise ValueError(f"decode one image at a time, got a batch of {scores.shape[0]}")
+            raise InvalidArgumentError(f"decode one image at a time, got a batch of {scores.shape[0]}")
         scores = scores[0]
     if scores.ndim != 3 or scores.shape[0] != len(params.detector_windows):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"score map of shape {scores.shape} does not have one channel per detector window "
             f"({len(params.detector_windows)})"
         )

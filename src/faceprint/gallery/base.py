@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from faceprint.errors import ContractMismatchError, FaceprintError, InputError, UsageError
+from faceprint.errors import ContractMismatchError, FaceprintError, InputError, InvalidArgumentError, UsageError
 from faceprint.types import Faceprint
 
 UNKNOWN_ID_PREFIX = "unknown-"
@@ -197,7 +197,7 @@ class GallerySnapshot:
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or self.person_rows.shape != (self.vectors.shape[0],):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"vectors must be (n, d) and person_rows (n,), got {self.vectors.shape} and {self.person_rows.shape}"
             )
         # Snapshots are cached and shared between searches: nobody may change them in place.

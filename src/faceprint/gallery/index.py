@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from faceprint.errors import BackendUnavailableError, UsageError
+from faceprint.errors import BackendUnavailableError, InvalidArgumentError, UsageError
 
 IndexBackend = Literal["auto", "numpy", "faiss"]
 
@@ -47,7 +47,7 @@ def normalize_rows(vectors: npt.ArrayLike) -> FloatMatrix:
     """
     matrix = np.array(vectors, dtype=np.float32, ndmin=2, copy=True)
     if matrix.ndim != 2:
-        raise ValueError(f"expected an (n, d) matrix, got shape {matrix.shape}")
+        raise InvalidArgumentError(f"expected an (n, d) matrix, got shape {matrix.shape}")
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     np.divide(matrix, norms, out=matrix, where=norms > 0)
     return np.ascontiguousarray(matrix)
@@ -224,7 +224,7 @@ class PersonIndex:
         unit = normalize_rows(vectors) if np.asarray(vectors).size else np.empty((0, 0), np.float32)
         rows = np.asarray(person_rows, dtype=np.int64).reshape(-1)
         if rows.shape[0] != unit.shape[0]:
-            raise ValueError(f"{unit.shape[0]} vectors but {rows.shape[0]} person numbers")
+            raise InvalidArgumentError(f"{unit.shape[0]} vectors but {rows.shape[0]} person numbers")
         self._person_rows = rows
         self._dim = int(unit.shape[1]) if unit.shape[0] else 0
         self._index: VectorIndex | None = (

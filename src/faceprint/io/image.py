@@ -28,6 +28,7 @@ from faceprint.errors import (
     DecodeError,
     ImageTooLargeError,
     ImageTooSmallError,
+    InvalidArgumentError,
     MissingFileError,
     NotRegularFileError,
     UnsupportedFormatError,
@@ -53,9 +54,9 @@ class ImageLimits:
 
     def __post_init__(self) -> None:
         if self.max_bytes <= 0 or self.max_pixels <= 0 or self.max_side_px <= 0 or self.min_side_px <= 0:
-            raise ValueError("image limits must be positive")
+            raise InvalidArgumentError("image limits must be positive")
         if self.min_side_px > self.max_side_px:
-            raise ValueError("min_side_px must not exceed max_side_px")
+            raise InvalidArgumentError("min_side_px must not exceed max_side_px")
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
