@@ -396,6 +396,34 @@ def enclave_mixed(ws: Path) -> list[str]:
     return ["--inputs-dir", str(ws / "in"), "--output-dir", str(ws / "out")]
 
 
+def zip_and_bzip2_datasets(ws: Path) -> list[str]:
+    import bz2
+    import zipfile
+
+    with zipfile.ZipFile(ws / "ds.zip", "w") as archive:
+        for name, data in {**photos(), "pairs.csv": b"red.png,blue.png\n"}.items():
+            archive.writestr(name, data)
+    plain = tgz(ws / "plain.tar", {**photos(), "pairs.csv": b"red.png,blue.png\n"}, gz=False)
+    (ws / "ds.tar.bz2").write_bytes(bz2.compress(plain.read_bytes()))
+    plain.unlink()
+    return [str(ws / "ds.zip"), str(ws / "ds.tar.bz2"), *out_args(ws)]
+
+
+def hard_link_member(ws: Path) -> list[str]:
+    def hard(info: tarfile.TarInfo) -> None:
+        info.type, info.linkname = tarfile.LNKTYPE, "red.png"
+
+    members = {**photos(), "again.png": hard, "pairs.csv": b"again.png,red.png\nred.png,blue.png\n"}
+    return [str(tgz(ws / "ds.tgz", members)), *out_args(ws)]
+
+
+def nested_with_macos_forks(ws: Path) -> list[str]:
+    files = {f"set/{k}": v for k, v in photos().items()} | {"__MACOSX/set/._pairs.csv": b"\0\5junk"}
+    dataset = folder(ws / "ds", files, None)
+    (dataset / "set" / "pairs.csv").write_text("red.png,blue.png\nred.png,red2.png\n")
+    return [str(dataset), *out_args(ws)]
+
+
 CASES: dict[str, Case] = {
     # issue 15, in its order
     "01-output-is-input": Case(output_is_input, 2, _codes("output_is_input")),
@@ -440,6 +468,9 @@ CASES: dict[str, Case] = {
     "symlink-out-of-dataset": Case(symlink_out_of_dataset, 1, _codes("unsafe_archive_member"), rows=(2,)),
     "missing-dataset": Case(missing_dataset, 2, _codes("usage_error")),
     "long-and-markup-names": Case(long_names, 1, _codes("missing_file"), rows=(3,)),
+    "zip-and-bzip2-datasets": Case(zip_and_bzip2_datasets, 3, _codes("archive_error"), rows=(0, 0)),
+    "hard-link-member": Case(hard_link_member, 1, _codes("unsafe_archive_member"), rows=(2,)),
+    "nested-with-macos-forks": Case(nested_with_macos_forks, 0, rows=(2,)),
     "enclave-fifo-in-output": Case(enclave_fifo_in_output, 2, _codes("output_not_regular")),
     "enclave-mixed-datasets": Case(
         enclave_mixed, 1, _codes("no_pairs", "pairs_file_error", "archive_error"), rows=(1, 0, 0, 0)
