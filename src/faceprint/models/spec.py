@@ -85,17 +85,28 @@ class QualityModel:
     ``face_ranges`` maps a :class:`~faceprint.types.FaceQuality` measure (``interocular_px``,
     ``abs_yaw_deg``, ``blur_laplacian_var``, ...) to the range of the faces fitted; ``stages`` lists the
     detector stages seen in fitting. A face outside them still gets a probability, but flagged.
+    ``far_*`` describe where impostor similarities lie for a pair of given quality (location and scale
+    linear in the clamped features): the FAR thresholds per pair.
     """
 
     terms: tuple[QualityTerm, ...]
     face_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     stages: tuple[str, ...] = ()
+    far_location: tuple[float, ...] = ()
+    """Impostor similarity mean: a constant, then one coefficient per term on its clamped feature."""
+    far_scale: tuple[float, ...] = ()
+    """Impostor similarity mean absolute deviation, same layout as ``far_location``."""
+    far_quantiles: dict[str, float] = field(default_factory=dict)
+    """Per FAR key (``"1e-3"``): the standardised impostor residual that ``far`` of impostors exceed."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "terms": [term.to_dict() for term in self.terms],
             "face_ranges": {name: [low, high] for name, (low, high) in sorted(self.face_ranges.items())},
             "stages": list(self.stages),
+            "far_location": list(self.far_location),
+            "far_scale": list(self.far_scale),
+            "far_quantiles": dict(sorted(self.far_quantiles.items())),
         }
 
     @classmethod
@@ -105,6 +116,9 @@ class QualityModel:
             terms=tuple(QualityTerm.from_dict(dict(term)) for term in data["terms"]),
             face_ranges=ranges,
             stages=tuple(str(stage) for stage in data.get("stages", ())),
+            far_location=tuple(float(v) for v in data.get("far_location", ())),
+            far_scale=tuple(float(v) for v in data.get("far_scale", ())),
+            far_quantiles={str(k): float(v) for k, v in dict(data.get("far_quantiles", {})).items()},
         )
 
 
