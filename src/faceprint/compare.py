@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.errors import InvalidArgumentError
 from faceprint.models.spec import Calibration, ModelSpec, QualityModel
 from faceprint.types import Comparison, Faceprint, FaceQuality
 
@@ -159,6 +160,38 @@ def sigmoid_for_quality(
     return slope, intercept, clamped
 
 
+def _clamped_features(model: QualityModel, quality_a: FaceQuality, quality_b: FaceQuality) -> list[float]:
+    return [min(t.high, max(t.low, PAIR_FEATURES[t.feature](quality_a, quality_b))) for t in model.terms]
+
+
+def far_threshold_for_quality(
+    calibration: Calibration, key: str, quality_a: FaceQuality | None, quality_b: FaceQuality | None
+) -> float | None:
+    """The minimum similarity for false-accept rate ``key`` (``"1e-3"``) for a pair of these qualities.
+
+    Impostor similarities are modelled per pair quality by a location and a scale linear in the clamped
+    pair features; the threshold is ``location + z_far * scale`` with ``z_far`` the standardised impostor
+    residual measured at that FAR. ``None`` when the calibration has no such model or key, or a quality
+    is unknown.
+
+    Example:
+        >>> far_threshold_for_quality(Calibration(slope=1.0, intercept=0.0), "1e-3", None, None) is None
+        True
+    """
+    model = calibration.quality
+    if model is None or quality_a is None or quality_b is None or key not in model.far_quantiles:
+        return None
+    if len(model.far_location) != len(model.terms) + 1 or len(model.far_scale) != len(model.terms) + 1:
+        return None
+    features = [1.0, *_clamped_features(model, quality_a, quality_b)]
+    location = sum(c * x for c, x in zip(model.far_location, features, strict=True))
+    scale = sum(c * x for c, x in zip(model.far_scale, features, strict=True))
+    return location + model.far_quantiles[key] * max(scale, _MIN_FAR_SCALE)
+
+
+_MIN_FAR_SCALE = 1e-6  # the fit checks the scale is positive over the feature box; this only guards rounding
+
+
 def quality_flags(model: QualityModel, qualities: tuple[FaceQuality, ...]) -> tuple[str, ...]:
     """``low_quality`` / ``out_of_range`` for faces outside what ``model`` was fitted on.
 
@@ -202,13 +235,13 @@ class Comparator:
 
     def __init__(self, spec: ModelSpec, *, calibration: Calibration | None = None, threshold: float | None = None):
         if spec.task != "embedding":
-            raise ValueError(f"{spec.id} is not an embedding model")
+            raise InvalidArgumentError(f"{spec.id} is not an embedding model")
         calibration = calibration if calibration is not None else spec.calibration
         if calibration is None:
-            raise ValueError(f"{spec.id} has no calibration; pass one")
+            raise InvalidArgumentError(f"{spec.id} has no calibration; pass one")
         threshold = threshold if threshold is not None else spec.default_threshold
         if threshold is None:
-            raise ValueError(f"{spec.id} has no default threshold; pass one")
+            raise InvalidArgumentError(f"{spec.id} has no default threshold; pass one")
         self.spec = spec
         self.calibration = calibration
         self.threshold = float(threshold)
@@ -243,6 +276,22 @@ class Comparator:
         level = self.calibration.slope * reference + self.calibration.intercept
         slope, intercept, _ = sigmoid_for_quality(self.calibration, quality_a, quality_b)
         return (level - intercept) / slope
+
+    def far_threshold(self, key: str, quality_a: FaceQuality | None, quality_b: FaceQuality | None) -> float | None:
+        """The minimum similarity for false-accept rate ``key`` (``"1e-3"``) for a pair of these qualities.
+
+        With a quality-aware calibration and known qualities: the impostor model's threshold for such a
+        pair (:func:`far_threshold_for_quality`); else the model's fixed ``far_thresholds[key]``;
+        ``None`` when neither knows the key.
+
+        Example:
+            >>> comparator.far_threshold("1e-3", query.quality, candidate.quality)  # doctest: +SKIP
+            0.931
+        """
+        per_pair = far_threshold_for_quality(self.calibration, key, quality_a, quality_b)
+        if per_pair is not None:
+            return per_pair
+        return self.spec.far_thresholds.get(key)
 
     def flags(self, quality_a: FaceQuality | None, quality_b: FaceQuality | None) -> tuple[str, ...]:
         """The :data:`COMPARISON_FLAGS` raised for a pair of faces of these qualities."""

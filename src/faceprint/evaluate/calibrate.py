@@ -336,6 +336,8 @@ class CalibrationRecord:
                 for value in (term.reference, term.low, term.high, term.slope, term.intercept)
             ]
             numbers += [value for bounds in calibration.quality.face_ranges.values() for value in bounds]
+            numbers += [*calibration.quality.far_location, *calibration.quality.far_scale]
+            numbers += list(calibration.quality.far_quantiles.values())
         if not all(math.isfinite(number) for number in numbers):
             raise CalibrationFormatError("calibration numbers must be finite")
         if calibration.quality is not None:

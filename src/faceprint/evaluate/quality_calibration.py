@@ -37,8 +37,10 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -53,7 +55,7 @@ from faceprint.evaluate.calibrate import (
     fit_platt,
     sigmoid,
 )
-from faceprint.evaluate.metrics import DEFAULT_TARGET_FARS, FloatArray, as_labels, as_scores, tar_at_fars
+from faceprint.evaluate.metrics import DEFAULT_TARGET_FARS, FloatArray, as_labels, as_scores
 from faceprint.models.spec import Calibration, QualityModel, QualityTerm
 from faceprint.types import FaceQuality
 
@@ -319,6 +321,60 @@ def pair_logits(
     return logits
 
 
+def _with_far_model(
+    calibration: Calibration,
+    scores: FloatArray,
+    truth: npt.NDArray[np.bool_],
+    qualities_a: Sequence[FaceQuality],
+    qualities_b: Sequence[FaceQuality],
+    target_fars: Sequence[float],
+) -> Calibration:
+    """Add the impostor model that gives FAR thresholds per pair quality (``QualityModel.far_*``).
+
+    Impostor similarity ``s = location(x) + scale(x) * z``, with location and scale linear in the clamped
+    pair features ``x`` (least squares on ``s``, then on ``|s - location|``), and the FAR-``f`` threshold
+    ``location(x) + z_f * scale(x)`` where ``z_f`` is the ``1 - f`` quantile of the standardised residuals
+    of all fitted impostors. Pooling the residuals is what makes a 1e-3 tail measurable on a few
+    thousand impostors while the threshold still follows each pair's quality. A FAR is kept only where
+    the impostor count resolves it (at least ``1 / f`` impostors); a scale that would not stay positive
+    over the feature box is replaced by a constant.
+    """
+    model = calibration.quality
+    if model is None:
+        return calibration
+    impostor = np.flatnonzero(~truth)
+    features = np.array(
+        [[1.0, *_clamped(model, qualities_a[i], qualities_b[i])] for i in impostor.tolist()], dtype=np.float64
+    ).reshape(impostor.shape[0], len(model.terms) + 1)
+    similarity = scores[impostor]
+    location, *_ = np.linalg.lstsq(features, similarity, rcond=None)
+    residual = similarity - features @ location
+    scale, *_ = np.linalg.lstsq(features, np.abs(residual), rcond=None)
+    corners = itertools.product(*((term.low, term.high) for term in model.terms))
+    if min(float(np.dot(scale, [1.0, *corner])) for corner in corners) <= 0.0:
+        scale = np.r_[np.mean(np.abs(residual)), np.zeros(len(model.terms))]
+    standardised = residual / (features @ scale)
+    quantiles = {
+        far_key(far): float(np.quantile(standardised, 1.0 - far, method="higher"))
+        for far in target_fars
+        if impostor.shape[0] * far >= 1.0
+    }
+    return replace(
+        calibration,
+        quality=replace(
+            model,
+            far_location=tuple(float(v) for v in location),
+            far_scale=tuple(float(v) for v in scale),
+            far_quantiles=quantiles,
+        ),
+        provenance={**calibration.provenance, "far_method": "impostor_location_scale_pooled_quantile"},
+    )
+
+
+def _clamped(model: QualityModel, quality_a: FaceQuality, quality_b: FaceQuality) -> list[float]:
+    return [min(t.high, max(t.low, PAIR_FEATURES[t.feature](quality_a, quality_b))) for t in model.terms]
+
+
 def make_quality_calibration_record(
     similarities: npt.ArrayLike,
     labels: npt.ArrayLike,
@@ -336,10 +392,10 @@ def make_quality_calibration_record(
     """Everything a quality-aware ``calib.json`` holds, fitted on one set of scored pairs.
 
     The operating ``threshold`` is the reference pair's 50% point, so that with
-    :class:`faceprint.compare.Comparator` every pair matches exactly when P(same) >= 0.5. A FAR threshold
-    is measured on the calibrated logits of all fitted impostor pairs (the level that lets ``target_far``
-    of them through) and stored as the reference pair's similarity at that level; the comparator moves it
-    per pair like the operating threshold. Keys the impostor count cannot resolve are left out.
+    :class:`faceprint.compare.Comparator` every pair matches exactly when P(same) >= 0.5. FAR thresholds
+    come from an impostor model per pair quality (see :func:`_with_far_model`); ``far_thresholds`` holds
+    the reference pair's, and :meth:`faceprint.compare.Comparator.far_threshold` gives any pair's. Keys
+    the impostor count cannot resolve are left out.
 
     Example:
         >>> record = make_quality_calibration_record(s, y, qa, qb, contract_id=c, dataset="d")  # doctest: +SKIP
@@ -357,12 +413,14 @@ def make_quality_calibration_record(
         ranges=ranges,
         fitted_on=fitted_on,
     )
-    logits = pair_logits(calibration, scores, qualities_a, qualities_b)
-    far_thresholds = {
-        far_key(result.target_false_accept_rate): (result.min_similarity - calibration.intercept) / calibration.slope
-        for result in tar_at_fars(logits, truth, target_fars=target_fars)
-        if result.min_similarity is not None
-    }
+    calibration = _with_far_model(calibration, scores, truth, qualities_a, qualities_b, target_fars)
+    model = calibration.quality
+    reference_features = [1.0, *(term.reference for term in model.terms)] if model is not None else [1.0]
+    far_thresholds = {}
+    if model is not None and model.far_location:
+        location = float(np.dot(model.far_location, reference_features))
+        scale = max(float(np.dot(model.far_scale, reference_features)), 1e-6)
+        far_thresholds = {key: location + z * scale for key, z in model.far_quantiles.items()}
     return CalibrationRecord(
         calibration=calibration,
         contract_id=contract_id,
