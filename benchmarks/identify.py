@@ -56,11 +56,11 @@ def _lfw_split(images: Path, people: int | None, strangers: int | None) -> tuple
 
 def _embed_all(paths: list[Path], cache: Path | None, flip: bool) -> dict[str, np.ndarray | None]:
     """Faceprint vector of the face nearest the image centre (LFW's subject), or None; cached on disk."""
-    from faceprint.io.image import load_image
-    from faceprint.pipeline import PipelineConfig, load_pipeline
+    from faceprint.analyze import AnalyzeItem, AnalyzeOptions, Analyzer
+    from faceprint.pipeline import PipelineConfig
 
-    pipeline = load_pipeline(PipelineConfig(flip_average=flip))
-    key_prefix = f"{pipeline.spec.contract_id}|flip={flip}|"
+    analyzer = Analyzer(PipelineConfig(flip_average=flip))
+    key_prefix = f"{analyzer.spec.contract_id}|flip={flip}|"
     cached: dict[str, np.ndarray | None] = {}
     if cache is not None and cache.exists():
         with np.load(cache, allow_pickle=False) as data:
@@ -69,14 +69,14 @@ def _embed_all(paths: list[Path], cache: Path | None, flip: bool) -> dict[str, n
     out: dict[str, np.ndarray | None] = {}
     todo = [p for p in paths if key_prefix + str(p) not in cached]
     start = time.perf_counter()
-    for number, path in enumerate(todo, start=1):
-        image = load_image(path)
-        faces = pipeline.embed_faces(image)
+    # Every face through the engine; the one nearest the image centre is LFW's subject.
+    results = analyzer.analyze([AnalyzeItem(str(p), p) for p in todo], options=AnalyzeOptions(face="all"))
+    for number, (path, result) in enumerate(zip(todo, results, strict=True), start=1):
         vector = None
-        if faces:
-            centre = np.array([image.shape[1], image.shape[0]]) / 2
+        if result.faceprints and result.size_wh is not None:
+            centre = np.array(result.size_wh) / 2
             face = min(
-                faces,
+                (f for f in result.faces if f.faceprint is not None),
                 key=lambda f: float(
                     np.linalg.norm(
                         (np.array(f.detection.bbox_xyxy[:2]) + np.array(f.detection.bbox_xyxy[2:])) / 2 - centre
@@ -95,6 +95,7 @@ def _embed_all(paths: list[Path], cache: Path | None, flip: bool) -> dict[str, n
         tmp = cache.with_name(cache.name + ".tmp.npz")
         np.savez(tmp, keys=np.array(keys), vectors=vectors.astype(np.float32))
         os.replace(tmp, cache)
+    analyzer.close()
     for path in paths:
         out[str(path)] = cached[key_prefix + str(path)]
     return out

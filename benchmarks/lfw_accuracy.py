@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from faceprint.analyze import AnalyzeItem, Analyzer
 from faceprint.compare import cosine_similarity
 from faceprint.evaluate import read_pairs_list
-from faceprint.io.image import load_image
-from faceprint.pipeline import load_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,15 +34,16 @@ def main() -> None:
     images = sorted({p for pair in pairs for p in (pair.path_a, pair.path_b)})
     labels = np.array([p.is_same for p in pairs])
 
-    pipeline = load_pipeline()
     start = time.perf_counter()
     prints = {}
-    for name in images:
-        faceprint, found = pipeline.embed_largest(load_image(root / "images" / name))
-        if found and faceprint is not None:
-            prints[name] = faceprint.vector
+    # The engine every command uses: the primary face of each photo, on every core.
+    with Analyzer() as analyzer:
+        items = [AnalyzeItem(name, root / "images" / name) for name in images]
+        for result in analyzer.analyze(items):
+            if result.faceprints:
+                prints[result.key] = result.faceprints[0].vector
+        threshold = analyzer.pipeline.comparator.threshold
     fp_seconds = time.perf_counter() - start
-    threshold = pipeline.comparator.threshold
     fp_decisions = np.array(
         [
             p.path_a in prints

@@ -8,8 +8,8 @@ Prints one table per stage:
   GFLOP/s per core is measured with a float32 numpy matmul, and N threads are held to N times that);
 * detection images/s: dlib HOG on the native 250 px LFW images (upsample 0 and 1) and on 640 px photos,
   and the MMOD CNN at 640 px on ONNX Runtime and on dlib;
-* end-to-end images/s (decode, detect, landmarks, align, embed): ``Pipeline.embed_largest`` on one
-  process and on a pool of two (``intra_op_threads=1`` each), the dlib backend, and
+* end-to-end images/s (decode, detect, landmarks, align, embed): the engine (``faceprint.analyze.Analyzer``) in
+  one process and on its pool of two workers (``intra_op_threads=1`` each), the dlib backend, and
   ``face_recognition.face_encodings(face_recognition.load_image_file(path))``; with each one's peak RSS.
 
 Every group runs in its own subprocess, so peak RSS is its own and one group's threads do not linger in the
@@ -254,16 +254,6 @@ def child_detect(options: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows}
 
 
-def _embed_largest_all(pipeline: Any, paths: Sequence[Path]) -> int:
-    from faceprint.io.image import load_image
-
-    found = 0
-    for path in paths:
-        _, ok = pipeline.embed_largest(load_image(path, limits=pipeline.config.limits))
-        found += int(ok)
-    return found
-
-
 def child_e2e(options: dict[str, Any]) -> dict[str, Any]:
     """One system, one process: ``faceprint`` (backend, flip) or ``face_recognition``."""
     paths = lfw_images(Path(options["data"]), int(options["images"]))
@@ -278,53 +268,44 @@ def child_e2e(options: dict[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         found = sum(1 for path in paths if encode(path) > 0)
     else:
-        from faceprint.pipeline import PipelineConfig, load_pipeline
+        from faceprint.analyze import Analyzer
+        from faceprint.pipeline import PipelineConfig
 
         config = PipelineConfig(backend=options["backend"], flip_average=bool(options["flip"]))
-        pipeline = load_pipeline(config)
-        _embed_largest_all(pipeline, paths[:1])  # warm-up
-        start = time.perf_counter()
-        found = _embed_largest_all(pipeline, paths)
+        with Analyzer(config, workers=1) as analyzer:
+            _analyze_all(analyzer, paths[:1])  # warm-up
+            start = time.perf_counter()
+            found = _analyze_all(analyzer, paths)
     elapsed = time.perf_counter() - start
     return {"images_per_s": len(paths) / elapsed, "found": found, "images": len(paths), "peak_rss_mb": peak_rss_mb()}
 
 
-@functools.lru_cache(maxsize=1)
-def _worker_pipeline() -> Any:
-    # A pool worker's one pipeline, built by the initializer and reused for every image (the pattern of
-    # faceprint.batch.engine); only worker processes call this.
-    from faceprint.pipeline import PipelineConfig, load_pipeline
+def _analyze_all(analyzer: Any, paths: Sequence[Path]) -> int:
+    """Photos in which the engine found and embedded the primary face."""
+    from faceprint.analyze import AnalyzeItem
 
-    return load_pipeline(PipelineConfig(intra_op_threads=1))
-
-
-def _pool_init(data: str) -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
-    _embed_largest_all(_worker_pipeline(), lfw_images(Path(data), 1))  # load and warm up before timing
-
-
-def _pool_work(path: Path) -> tuple[int, float]:
-    return _embed_largest_all(_worker_pipeline(), [path]), peak_rss_mb()
+    return sum(1 for result in analyzer.analyze([AnalyzeItem(str(p), p) for p in paths]) if result.ok)
 
 
 def child_e2e_pool(options: dict[str, Any]) -> dict[str, Any]:
-    import multiprocessing
+    from faceprint.analyze import Analyzer
+    from faceprint.pipeline import PipelineConfig
 
     workers = int(options["workers"])
     paths = lfw_images(Path(options["data"]), int(options["images"]))
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_pool_init, initargs=(options["data"],)) as pool:
-        # One trivial task per worker first, so that timing starts once every pipeline is loaded.
-        pool.map(time.sleep, [0.2] * workers, chunksize=1)
+    # The engine's own worker pool (what `pairs`, `embed` and the job workers run on).
+    with Analyzer(PipelineConfig(), workers=workers, executor="processes") as analyzer:
+        _analyze_all(analyzer, paths[: 4 * workers])  # start every worker and load its models before timing
         start = time.perf_counter()
-        results = pool.map(_pool_work, paths, chunksize=2)
+        found = _analyze_all(analyzer, paths)
         elapsed = time.perf_counter() - start
+    # The workers have exited: the largest one's peak RSS.
+    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
         "images_per_s": len(paths) / elapsed,
-        "found": sum(found for found, _ in results),
+        "found": found,
         "images": len(paths),
-        "peak_rss_mb": max(rss for _, rss in results),
+        "peak_rss_mb": max(worker_rss, peak_rss_mb()),
         "workers": workers,
     }
 
