@@ -24,7 +24,12 @@ from faceprint.compare import Comparator
 from faceprint.detect.base import Detector, Landmarker
 from faceprint.detect.cascade import CascadeDetector
 from faceprint.detect.center import CenterCropDetector
-from faceprint.detect.dlib_hog import LOW_CONFIDENCE, DlibHogDetector, load_frontal_face_detector
+from faceprint.detect.dlib_hog import (
+    HOG_MAX_UPSAMPLED_PX,
+    LOW_CONFIDENCE,
+    DlibHogDetector,
+    load_frontal_face_detector,
+)
 from faceprint.detect.dlib_mmod import DlibMmodDetector
 from faceprint.detect.lazy import LazyDetector
 from faceprint.embed.base import Embedder, check_chips
@@ -454,11 +459,13 @@ def build_detector(
     *,
     hog_native: Any,
     mmod: Callable[[int], Detector],
+    hog_max_upsampled_px: int | None = HOG_MAX_UPSAMPLED_PX,
 ) -> tuple[Detector, Detector | None]:
     """The detection cascade for ``config`` and its cheap first pass (None when there is none).
 
     Every HOG stage runs the one native dlib detector ``hog_native`` (its parameters are per call);
     ``mmod(upsample)`` makes the MMOD stage. The seam lets tests check the cascade's order with fakes.
+    ``hog_max_upsampled_px`` bounds the HOG stages' memory (see :data:`HOG_MAX_UPSAMPLED_PX`).
 
     With the HOG detector: HOG at ``upsample``; with ``fallback`` then HOG at ``upsample + 1``, MMOD at 1
     and HOG at a lowered threshold (flagged ``low_confidence``); with ``assume_cropped`` last a centre box.
@@ -472,26 +479,32 @@ def build_detector(
         >>> detector.name, fast.name
         ('cascade(dlib-hog@1,center-crop)', 'dlib-hog@0')
     """
+
+    def hog(upsample: int, *, adjust_threshold: float = 0.0, flags: tuple[str, ...] = ()) -> Detector:
+        return DlibHogDetector(
+            upsample=upsample,
+            adjust_threshold=adjust_threshold,
+            flags=flags,
+            native=hog_native,
+            max_upsampled_px=hog_max_upsampled_px,
+        )
+
     stages: list[Detector]
     fast: Detector | None = None
     if config.detector == "mmod":
         stages = [mmod(min(config.upsample, 1))]
         if config.fallback:
-            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3), native=hog_native))
+            stages.append(hog(min(config.upsample + 1, 3)))
     else:
-        stages = [DlibHogDetector(upsample=config.upsample, native=hog_native)]
+        stages = [hog(config.upsample)]
         if config.upsample > 0:
-            fast = DlibHogDetector(upsample=0, native=hog_native)
+            fast = hog(0)
         if config.fallback:
-            stages.append(DlibHogDetector(upsample=min(config.upsample + 1, 3), native=hog_native))
+            stages.append(hog(min(config.upsample + 1, 3)))
             stages.append(mmod(1))
     if config.fallback:
         # A weak HOG response is still evidence of a face; it is flagged so reports can tell.
-        stages.append(
-            DlibHogDetector(
-                upsample=min(config.upsample + 1, 3), adjust_threshold=-0.5, flags=(LOW_CONFIDENCE,), native=hog_native
-            )
-        )
+        stages.append(hog(min(config.upsample + 1, 3), adjust_threshold=-0.5, flags=(LOW_CONFIDENCE,)))
     if config.assume_cropped:
         stages.append(CenterCropDetector())
     detector: Detector = stages[0] if len(stages) == 1 else CascadeDetector(stages)

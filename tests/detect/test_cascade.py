@@ -137,6 +137,16 @@ def test_hog_stages_share_one_native_detector_with_their_own_parameters() -> Non
         DlibHogDetector(upsample=5, native=native)
 
 
+def test_big_photos_are_upsampled_less_by_hog() -> None:
+    native = FakeNativeHog()
+    stage = DlibHogDetector(upsample=2, native=native, max_upsampled_px=16_000_000)
+    stage.detect(np.zeros((1200, 1600, 3), np.uint8))  # doubled twice: 30.7 MP; once: 7.7 MP
+    stage.detect(np.zeros((300, 400, 3), np.uint8))
+    DlibHogDetector(upsample=2, native=native, max_upsampled_px=None).detect(np.zeros((1200, 1600, 3), np.uint8))
+    assert [u for u, _ in native.runs] == [1, 2, 2]
+    assert stage.name == "dlib-hog@2"  # the stage keeps its name: what it was asked to do
+
+
 def test_the_centre_crop_is_a_flagged_last_resort() -> None:
     (found,) = CenterCropDetector().detect(np.zeros((100, 100, 3), np.uint8))
     assert found.flags == (ASSUMED_CENTER_CROP,) and found.bbox_xyxy == (28.0, 28.0, 72.0, 72.0)

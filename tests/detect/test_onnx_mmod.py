@@ -317,6 +317,26 @@ def test_detector_upsampling_maps_boxes_back_to_the_original_image(tmp_path: Pat
     assert 6 <= right - left + 1 <= 9
 
 
+def test_big_inputs_are_upsampled_less_or_downsized_and_boxes_map_back(tmp_path: Path) -> None:
+    path = tmp_path / "blob.onnx"
+    write_blob_detector(path)
+    image = blob_image()  # 80 x 64 = 5,120 px
+    exact = OnnxMmodDetector(path, upsample=1, intra_op_threads=1, max_input_px=None)
+    assert exact.plan(64, 80) == (1, 1.0) and exact.plan(10_000, 10_000) == (1, 1.0)
+    fewer = OnnxMmodDetector(path, upsample=1, intra_op_threads=1, max_input_px=10_000)
+    assert fewer.plan(64, 80) == (0, 1.0)  # doubled it would be 20,480 px
+    assert fewer.detect_rects(image) == OnnxMmodDetector(path, intra_op_threads=1).detect_rects(image)
+    smaller = OnnxMmodDetector(path, upsample=1, intra_op_threads=1, max_input_px=4096)
+    upsample, scale = smaller.plan(64, 80)
+    assert upsample == 0 and scale == pytest.approx((4096 / 5120) ** 0.5)
+    left, top, right, bottom = smaller.detect_rects(image)[0].rect
+    # Found in the downsized image, reported in this one's pixels: centred on the blob, the window scaled up.
+    assert abs((left + right) / 2 - BLOB_XY[0]) <= 1.5 and abs((top + bottom) / 2 - BLOB_XY[1]) <= 1.5
+    assert right - left + 1 == pytest.approx(WINDOW / scale, abs=1.5)
+    with pytest.raises(UsageError, match="max_input_px"):
+        OnnxMmodDetector(path, max_input_px=100)
+
+
 def test_detector_clips_boxes_to_the_image(tmp_path: Path) -> None:
     path = tmp_path / "blob.onnx"
     write_blob_detector(path)
@@ -384,6 +404,7 @@ def _mmod_dat() -> Path:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_onnx_mmod_finds_the_boxes_dlib_finds(data_dir: Path, tmp_path: Path) -> None:
     import dlib
     from PIL import Image as PILImage

@@ -62,12 +62,18 @@ def create_session(
     intra_op_threads: int | None = None,
     providers: Sequence[str] | None = None,
     allow_spinning: bool = False,
+    variable_shapes: bool = False,
 ) -> Any:
     """An onnxruntime session set up the one way faceprint runs networks (embedders and detectors).
 
     ``intra_op_threads`` defaults to every available core; one request runs at a time per session, so
     inter-op parallelism would only fight the intra-op threads. Spinning is off by default: with a core
     busy elsewhere, spinning threads halved throughput on a 2-core machine. CUDA is used when available.
+
+    ``variable_shapes`` is for networks fed a new input shape on most calls (the MMOD detector sees each
+    photo's own size): the CPU memory arena and memory patterns are turned off. With them, the arena
+    keeps the largest block every shape ever needed, and a worker running MMOD over photos of varying
+    sizes grew past 1 GB (``benchmarks/memory.py``); without them memory goes back after each call.
     """
     ort = import_onnxruntime()
     if not model_path.is_file():
@@ -78,6 +84,9 @@ def create_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+    if variable_shapes:
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
     if providers is None:
         providers = [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
     try:
