@@ -23,11 +23,11 @@ pytest.importorskip("av", reason="PyAV is in the video extra")
 from PIL import Image
 
 from faceprint.errors import UsageError
+from faceprint.execute.base import CancelledError
 from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.testing import fake_embedding_spec
 from faceprint.types import Faceprint
 from faceprint.video.pipeline import (
-    VideoCancelledError,
     VideoOptions,
     analyze_video,
     analyze_videos,
@@ -227,7 +227,7 @@ def test_cancel_stops_the_run(tmp_path: Path, colour_engine: Any, staff: SqliteG
         if p.frames_done > 50:
             cancel.set()
 
-    with pytest.raises(VideoCancelledError):
+    with pytest.raises(CancelledError):
         analyze_video(video, colour_engine, [staff], progress=progress, cancel=cancel)
     assert seen and max(seen) < 150
 

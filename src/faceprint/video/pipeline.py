@@ -36,7 +36,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from faceprint.cluster import group_by_label, index_unknowns
-from faceprint.errors import FaceprintError, InputError, UsageError
+from faceprint.errors import InputError, UsageError
+from faceprint.execute.base import CancelledError
 from faceprint.gallery.base import Gallery, IdentifyResult, Person, SearchHit
 from faceprint.gallery.index import normalize_rows
 from faceprint.gallery.search import MultiGalleryIndex
@@ -57,14 +58,6 @@ from faceprint.video.track import FaceTracker, TrackerConfig
 
 MIN_DETECTION_SCALE = 100
 MAX_DETECTION_SCALE = 2000
-
-
-class VideoCancelledError(FaceprintError):
-    """The caller cancelled the run (Ctrl-C, a job cancelled)."""
-
-    code = "video_cancelled"
-    exit_code = 130
-    http_status = 499
 
 
 # --- options ---------------------------------------------------------------------------------------------
@@ -308,7 +301,7 @@ def track_faces(
     frames = reader.frames(sampling=options.sampling, detect_max_side_px=options.face_detection_scale)
     for frame, found in engine.detect_frames(frames, max_side_px=options.face_detection_scale, cancel=cancel):
         if cancel is not None and cancel.is_set():
-            raise VideoCancelledError(f"{info.path}: cancelled at frame {frame.index}")
+            raise CancelledError(f"{info.path}: cancelled at frame {frame.index}")
         faces = [_in_full_frame(face, frame) for face in found]
         boxes = np.array([f.detection.bbox_xyxy for f in faces], dtype=np.float64).reshape(-1, 4)
         scores = np.array([f.detection.score for f in faces], dtype=np.float64)
@@ -624,7 +617,7 @@ def analyze_video(
     """Find, track, identify and segment the people of one video; a bad video gives its error code.
 
     Raises:
-        VideoCancelledError: ``cancel`` was set.
+        CancelledError: ``cancel`` was set (code ``cancelled``, as the engine's).
         UsageError / ContractMismatchError / ModelError: problems of the run, not of this video.
     """
     options = options if options is not None else VideoOptions()
