@@ -49,7 +49,7 @@ from faceprint.gallery import location
 from faceprint.gallery.base import resolve_person
 from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.identify import IdentifyRun, identify_images
-from faceprint.io.inputs import count_plain_files, iter_image_items
+from faceprint.io.inputs import count_image_items, iter_image_items
 from faceprint.pipeline import PipelineConfig
 
 gallery_app = typer.Typer(
@@ -401,7 +401,8 @@ def identify(
         analyzer = stack.enter_context(open_analyzer(config, workers=workers))
         for gallery in [*opened.values(), *([sink] if sink is not None else [])]:
             location.check_gallery_contract(gallery, analyzer.spec)
-        progress = stack.enter_context(image_progress(quiet=quiet or as_json, total=count_plain_files(images)))
+        total = count_image_items(images)
+        progress = stack.enter_context(image_progress(quiet=quiet or as_json, total=total))
         run = identify_images(
             iter_image_items(images),
             analyzer,
@@ -413,6 +414,7 @@ def identify(
             cluster_unknowns=cluster_unknowns,
             index_unknowns_into=sink,
             progress=progress,
+            total=total,
         )
     if as_json:
         print_json(run.to_dict())

@@ -47,7 +47,7 @@ from faceprint.cli.serve import serve, worker
 from faceprint.cli.video import video
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError
 from faceprint.io.atomic import open_atomic
-from faceprint.io.inputs import count_plain_files, iter_image_items
+from faceprint.io.inputs import count_image_items, iter_image_items
 from faceprint.io.output import check_output_path
 from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.settings import load_settings
@@ -112,10 +112,11 @@ def detect(
     options = AnalyzeOptions(face=check_face_mode(face), embed=False)
     results: list[dict[str, Any]] = []
     failed = 0
+    total = count_image_items(images)
     with open_analyzer(config, workers=workers) as analyzer, image_progress(
-        quiet=quiet or as_json, total=count_plain_files(images)
+        quiet=quiet or as_json, total=total
     ) as progress:
-        for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress):
+        for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress, total=total):
             if not result.ok:
                 failed += 1
                 results.append({"image": result.key, "error": result.error_dict()})
@@ -185,10 +186,11 @@ def embed(
     failed = 0
     images_seen = 0
     faces_written = 0
+    total = count_image_items(images)
     with open_analyzer(config, workers=workers) as analyzer, open_atomic(output) as handle, image_progress(
-        quiet=quiet, total=count_plain_files(images)
+        quiet=quiet, total=total
     ) as progress:
-        for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress):
+        for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress, total=total):
             images_seen += 1
             if not result.ok:
                 failed += 1

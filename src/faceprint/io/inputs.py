@@ -24,7 +24,7 @@ from faceprint.batch.pairs_csv import looks_like_image_name
 from faceprint.errors import ArchiveError, FaceprintError, InputError
 from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind
 
-__all__ = ["count_plain_files", "iter_image_items"]
+__all__ = ["count_image_items", "iter_image_items"]
 
 
 def iter_image_items(paths: Sequence[Path], *, limits: ArchiveLimits | None = None) -> Iterator[AnalyzeItem]:
@@ -60,9 +60,23 @@ def _dataset_items(path: Path, is_directory: bool, limits: ArchiveLimits | None)
         yield AnalyzeItem(str(path), err)
 
 
-def count_plain_files(paths: Sequence[Path]) -> int | None:
-    """How many items :func:`iter_image_items` gives, when every path is a plain file (else None: unknown)."""
-    return len(paths) if all(path.is_file() and not _is_archive(path) for path in paths) else None
+def count_image_items(paths: Sequence[Path]) -> int | None:
+    """How many items :func:`iter_image_items` will give: files count one, folders their image files; None
+    when an archive is among them (counting would mean reading it twice).
+
+    Example:
+        >>> count_image_items([Path("/nonexistent.jpg")])
+        1
+    """
+    total = 0
+    for path in paths:
+        if path.is_dir():
+            total += sum(1 for p in path.rglob("*") if p.is_file() and looks_like_image_name(p.name))
+        elif path.is_file() and _is_archive(path):
+            return None
+        else:
+            total += 1
+    return total
 
 
 def _is_archive(path: Path) -> bool:
