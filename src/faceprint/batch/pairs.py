@@ -511,8 +511,10 @@ def _process_dataset(
 
     # Computed once: asking the table per row is what made writing 1M rows quadratic.
     extra_width = table.extra_width if table is not None else 0
-    # Rows go straight into the CSV text, one at a time: no list of every output row is ever held.
-    output_text = io.StringIO(newline="")
+    # Rows go straight into UTF-8 bytes, one at a time: no list of every output row is ever held, and a
+    # BytesIO keeps 1 byte a character where a StringIO keeps 4 (1M rows: 70 MB, not 280 MB).
+    output_bytes = io.BytesIO()
+    output_text = io.TextIOWrapper(output_bytes, encoding="utf-8", errors="replace", newline="")
     output_writer = csv.writer(output_text, lineterminator="\n")
     output_writer.writerow(_output_header(table, options.details, escape))
     scored_count = 0
@@ -541,8 +543,10 @@ def _process_dataset(
         embedded=embedded,
         dataset_error=None if dataset_error is None else dataset_error.code,
     )
-    files = {f"{folder}/{OUTPUT_CSV}": output_text.getvalue().encode("utf-8", "replace")}
-    del output_text, output_writer  # the encoded bytes are all that is kept of a large table
+    output_text.flush()
+    files = {f"{folder}/{OUTPUT_CSV}": output_bytes.getvalue()}
+    output_text.detach()
+    del output_text, output_writer, output_bytes  # the bytes in ``files`` are all that is kept
     if problems:
         files[f"{folder}/{ERROR_FILE}"] = _csv_bytes([list(ERROR_COLUMNS)] + [p.cells(escape) for p in problems])
     files[f"{folder}/{RUN_JSON}"] = _run_json(summary, model, options, table, kind, pairs_name, escape)
