@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faceprint.errors import InvalidSettingError
@@ -45,8 +45,14 @@ class _Settings(BaseSettings):
     """Where the engine runs: ``auto`` (processes for many photos), ``local`` or ``processes``."""
     database_url: str | None = None
     """A ``postgresql://`` URL: galleries and jobs in PostgreSQL instead of SQLite files."""
+    confidential: bool = False
+    """Confidential mode (docs/privacy.md): no input kept, no cache written, no face data in logs."""
+    encryption_key: SecretStr | None = None
+    """Base64 of a 32-byte AES-256-GCM key: gallery templates and stored results encrypted at rest."""
+    encryption_key_file: Path | None = None
+    """A file holding that base64 key (instead of ``FACEPRINT_ENCRYPTION_KEY``)."""
 
-    @field_validator("model_dir", "gallery_dir")
+    @field_validator("model_dir", "gallery_dir", "encryption_key_file")
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
@@ -92,6 +98,20 @@ class Settings:
     @property
     def database_url(self) -> str | None:
         return self._values.database_url
+
+    @property
+    def confidential(self) -> bool:
+        return self._values.confidential
+
+    @property
+    def encryption_key(self) -> str | None:
+        """The key's base64 text (kept out of ``repr``)."""
+        value = self._values.encryption_key
+        return None if value is None else value.get_secret_value()
+
+    @property
+    def encryption_key_file(self) -> Path | None:
+        return self._values.encryption_key_file
 
     def __repr__(self) -> str:
         return f"Settings({self._values!r})"

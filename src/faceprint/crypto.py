@@ -1,0 +1,327 @@
+"""Encryption at rest: AES-256-GCM records bound to where they are stored.
+
+A record is ``header || ciphertext || tag``; the header is::
+
+    b"FPE"  format version (1 byte)  key id (8 bytes)  nonce (12 bytes)
+
+The nonce is fresh (``os.urandom``) for every record, so encrypting the same template twice gives two
+different records. The associated data is the header plus a *context* string naming the record's place
+(e.g. ``"gallery/<gallery id>/templates/42/vector"``): the tag then fails for a record copied to another row,
+table or gallery, and for any flipped bit, and decryption raises :class:`EncryptedRecordCorruptError`
+instead of returning garbage.
+
+The key id (a truncated SHA-256 of the key, which reveals nothing useful about a 256-bit random key) tells
+a wrong key (:class:`EncryptionKeyMismatchError`) from damage, and lets a :class:`RecordCipher` hold the
+keys of a rotation: it encrypts with its ``key`` and decrypts with it or any of ``previous_keys``.
+
+Keys are 32 random bytes written as base64, from ``FACEPRINT_ENCRYPTION_KEY`` or a file named by
+``FACEPRINT_ENCRYPTION_KEY_FILE`` (see :func:`cipher_from_settings`).
+
+Example:
+    >>> key = EncryptionKey.generate()
+    >>> cipher = RecordCipher(key)
+    >>> record = cipher.encrypt(b"template bytes", context="gallery/g1/templates/7/vector")
+    >>> cipher.decrypt(record, context="gallery/g1/templates/7/vector")
+    b'template bytes'
+    >>> cipher.decrypt(record, context="gallery/g1/templates/8/vector")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    faceprint.crypto.EncryptedRecordCorruptError: encrypted record at '...' fails its authentication check: ...
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from faceprint.errors import EXIT_USAGE, FaceprintError
+
+if TYPE_CHECKING:
+    from faceprint.settings import Settings
+
+__all__ = [
+    "RECORD_OVERHEAD_BYTES",
+    "EncryptedRecordCorruptError",
+    "EncryptionError",
+    "EncryptionKey",
+    "EncryptionKeyInvalidError",
+    "EncryptionKeyMismatchError",
+    "EncryptionKeyRequiredError",
+    "RecordCipher",
+    "cipher_from_settings",
+    "is_encrypted_record",
+    "record_key_id",
+]
+
+MAGIC = b"FPE"
+FORMAT_VERSION = 1
+KEY_BYTES = 32
+KEY_ID_BYTES = 8
+NONCE_BYTES = 12
+TAG_BYTES = 16
+HEADER_BYTES = len(MAGIC) + 1 + KEY_ID_BYTES + NONCE_BYTES
+RECORD_OVERHEAD_BYTES = HEADER_BYTES + TAG_BYTES
+"""How much longer a record is than its plaintext (40 bytes)."""
+
+_AAD_LABEL = b"faceprint-record/1\x00"
+_KEY_ID_LABEL = b"faceprint-key-id/1\x00"
+
+
+class EncryptionError(FaceprintError):
+    """Something about encryption at rest: a key, or a record."""
+
+    code = "encryption_error"
+    exit_code = EXIT_USAGE
+    http_status = 500
+
+
+class EncryptionKeyInvalidError(EncryptionError):
+    """A key that is not 32 bytes of base64, or a key file that cannot be read."""
+
+    code = "encryption_key_invalid"
+
+
+class EncryptionKeyMismatchError(EncryptionError):
+    """A record encrypted with a key this process does not have (the wrong key, or a rotated-away one)."""
+
+    code = "encryption_key_mismatch"
+
+
+class EncryptionKeyRequiredError(EncryptionError):
+    """Encrypted data, but no key configured (``FACEPRINT_ENCRYPTION_KEY`` or ``FACEPRINT_ENCRYPTION_KEY_FILE``)."""
+
+    code = "encryption_key_required"
+
+
+class EncryptedRecordCorruptError(EncryptionError):
+    """A record whose authentication tag fails: altered, truncated, or moved from another place."""
+
+    code = "encrypted_record_corrupt"
+
+
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(_KEY_ID_LABEL + key).digest()[:KEY_ID_BYTES].hex()
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptionKey:
+    """A 256-bit AES key and its public id; ``repr`` never shows the key.
+
+    Example:
+        >>> key = EncryptionKey.from_base64(base64.b64encode(bytes(32)).decode())
+        >>> key.key_id
+        'e3858e12da2f9543'
+        >>> EncryptionKey.from_base64("c2hvcnQ=")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        faceprint.crypto.EncryptionKeyInvalidError: an encryption key is 32 bytes ...; this one decodes to 5 bytes
+    """
+
+    secret: bytes = field(repr=False)
+    key_id: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.secret) != KEY_BYTES:
+            raise EncryptionKeyInvalidError(
+                f"an encryption key is {KEY_BYTES} bytes; this one is {len(self.secret)} bytes"
+            )
+        object.__setattr__(self, "key_id", _key_id(self.secret))
+
+    @classmethod
+    def generate(cls) -> EncryptionKey:
+        """A new random key (from ``os.urandom``)."""
+        return cls(os.urandom(KEY_BYTES))
+
+    @classmethod
+    def from_base64(cls, text: str) -> EncryptionKey:
+        """A key from its base64 text (standard or URL-safe alphabet; surrounding white space ignored)."""
+        cleaned = "".join(text.split())
+        try:
+            secret = base64.b64decode(cleaned.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            raise EncryptionKeyInvalidError(
+                "an encryption key is 32 bytes written as base64; this is not base64"
+            ) from None
+        if len(secret) != KEY_BYTES:
+            raise EncryptionKeyInvalidError(
+                f"an encryption key is {KEY_BYTES} bytes written as base64; this one decodes to {len(secret)} bytes"
+            )
+        return cls(secret)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> EncryptionKey:
+        """A key from a file holding its base64 text (as written by :meth:`write_file`)."""
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as err:
+            raise EncryptionKeyInvalidError(
+                f"cannot read the encryption key file {source}: {err}", details={"path": str(source)}
+            ) from None
+        return cls.from_base64(text)
+
+    def to_base64(self) -> str:
+        return base64.b64encode(self.secret).decode("ascii")
+
+    def write_file(self, path: str | os.PathLike[str]) -> Path:
+        """Write the key's base64 text to a new file readable by its owner only (mode 0600); never overwrites."""
+        target = Path(path)
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise EncryptionKeyInvalidError(
+                f"{target} exists: a key file is never overwritten (its data would be lost)",
+                details={"path": str(target)},
+            ) from None
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(self.to_base64() + "\n")
+        return target
+
+
+def is_encrypted_record(blob: bytes | bytearray | memoryview) -> bool:
+    """Whether ``blob`` has the shape of a record (magic, version, room for header and tag).
+
+    Example:
+        >>> is_encrypted_record(b"FPE" + bytes(60)), is_encrypted_record(bytes(64))
+        (False, False)
+    """
+    data = bytes(blob[: len(MAGIC) + 1])
+    return len(blob) >= RECORD_OVERHEAD_BYTES and data == MAGIC + bytes([FORMAT_VERSION])
+
+
+def record_key_id(blob: bytes | bytearray | memoryview) -> str | None:
+    """The key id in a record's header, or ``None`` when ``blob`` is not a record."""
+    if not is_encrypted_record(blob):
+        return None
+    start = len(MAGIC) + 1
+    return bytes(blob[start : start + KEY_ID_BYTES]).hex()
+
+
+class RecordCipher:
+    """AES-256-GCM over records bound to a context; encrypts with ``key``, decrypts with it or ``previous_keys``.
+
+    Thread-safe (it holds no mutable state).
+
+    Args:
+        key: the current key: every new record is encrypted with it.
+        previous_keys: keys of a rotation in progress: records still under them remain readable.
+
+    Example:
+        >>> old, new = EncryptionKey.generate(), EncryptionKey.generate()
+        >>> record = RecordCipher(old).encrypt(b"x", context="c")
+        >>> RecordCipher(new, previous_keys=[old]).decrypt(record, context="c")
+        b'x'
+        >>> RecordCipher(new).decrypt(record, context="c")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        faceprint.crypto.EncryptionKeyMismatchError: encrypted record at 'c' was written with key ...
+    """
+
+    __slots__ = ("_aeads", "_key")
+
+    def __init__(self, key: EncryptionKey, *, previous_keys: Sequence[EncryptionKey] = ()) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._key = key
+        self._aeads = {k.key_id: AESGCM(k.secret) for k in (*reversed(previous_keys), key)}
+
+    def __repr__(self) -> str:
+        return f"RecordCipher(key_id={self._key.key_id!r}, key_ids={sorted(self._aeads)!r})"
+
+    @property
+    def key_id(self) -> str:
+        """The id of the key new records are encrypted with."""
+        return self._key.key_id
+
+    @property
+    def key_ids(self) -> frozenset[str]:
+        """Every key id this cipher can decrypt."""
+        return frozenset(self._aeads)
+
+    def encrypt(self, plaintext: bytes, *, context: str) -> bytes:
+        """One record of ``plaintext`` bound to ``context``, under a fresh random nonce."""
+        header = MAGIC + bytes([FORMAT_VERSION]) + bytes.fromhex(self._key.key_id) + os.urandom(NONCE_BYTES)
+        sealed = self._aeads[self._key.key_id].encrypt(header[-NONCE_BYTES:], plaintext, self._aad(header, context))
+        return header + sealed
+
+    def decrypt(self, record: bytes | bytearray | memoryview, *, context: str) -> bytes:
+        """The plaintext of ``record``, checked against its tag and ``context``.
+
+        Raises:
+            EncryptionKeyMismatchError: the record's key is not one of this cipher's.
+            EncryptedRecordCorruptError: not a record, an unknown format version, or a failed tag.
+        """
+        from cryptography.exceptions import InvalidTag
+
+        data = bytes(record)
+        if len(data) < RECORD_OVERHEAD_BYTES or data[: len(MAGIC)] != MAGIC:
+            raise EncryptedRecordCorruptError(
+                f"data at {context!r} is not an encrypted record ({len(data)} bytes)", details={"context": context}
+            )
+        if data[len(MAGIC)] != FORMAT_VERSION:
+            raise EncryptedRecordCorruptError(
+                f"encrypted record at {context!r} has format version {data[len(MAGIC)]}, not {FORMAT_VERSION}",
+                details={"context": context, "version": data[len(MAGIC)]},
+            )
+        header = data[:HEADER_BYTES]
+        key_id = header[len(MAGIC) + 1 : len(MAGIC) + 1 + KEY_ID_BYTES].hex()
+        aead = self._aeads.get(key_id)
+        if aead is None:
+            raise EncryptionKeyMismatchError(
+                f"encrypted record at {context!r} was written with key {key_id}, which is not configured "
+                f"(configured: {', '.join(sorted(self._aeads))}); set the right FACEPRINT_ENCRYPTION_KEY",
+                details={"context": context, "record_key_id": key_id, "key_ids": sorted(self._aeads)},
+            )
+        try:
+            return aead.decrypt(header[-NONCE_BYTES:], data[HEADER_BYTES:], self._aad(header, context))
+        except InvalidTag:
+            raise EncryptedRecordCorruptError(
+                f"encrypted record at {context!r} fails its authentication check: it was altered, damaged, "
+                "or moved from another place",
+                details={"context": context},
+            ) from None
+
+    def needs_rotation(self, record: bytes | bytearray | memoryview) -> bool:
+        """Whether ``record`` is in clear or under another key than :attr:`key_id`."""
+        return record_key_id(record) != self._key.key_id
+
+    @staticmethod
+    def _aad(header: bytes, context: str) -> bytes:
+        return _AAD_LABEL + header[: len(MAGIC) + 1 + KEY_ID_BYTES] + context.encode("utf-8")
+
+
+def load_key(*, key_base64: str | None, key_file: Path | None) -> EncryptionKey | None:
+    """The key from its base64 text or its file; ``None`` when neither is given.
+
+    Raises:
+        EncryptionKeyInvalidError: both given, or a malformed key.
+    """
+    if key_base64 is not None and key_file is not None:
+        raise EncryptionKeyInvalidError("set FACEPRINT_ENCRYPTION_KEY or FACEPRINT_ENCRYPTION_KEY_FILE, not both")
+    if key_base64 is not None:
+        return EncryptionKey.from_base64(key_base64)
+    if key_file is not None:
+        return EncryptionKey.from_file(key_file)
+    return None
+
+
+def cipher_from_settings(settings: Settings, *, previous_keys: Sequence[EncryptionKey] = ()) -> RecordCipher | None:
+    """The cipher of ``FACEPRINT_ENCRYPTION_KEY`` / ``FACEPRINT_ENCRYPTION_KEY_FILE``, or ``None`` (no encryption).
+
+    Example:
+        >>> from faceprint.settings import Settings
+        >>> cipher_from_settings(Settings()) is None
+        True
+    """
+    key = load_key(key_base64=settings.encryption_key, key_file=settings.encryption_key_file)
+    if key is None:
+        if previous_keys:
+            raise EncryptionKeyRequiredError("a key rotation needs the new key in FACEPRINT_ENCRYPTION_KEY(_FILE)")
+        return None
+    return RecordCipher(key, previous_keys=previous_keys)
