@@ -258,3 +258,41 @@ def test_identify_searches_a_gallery_on_a_read_only_file_system(read_only_dir: P
     assert exit_code == 0, output
     assert "Jane" in output
     assert snapshot(read_only_dir) == before
+
+
+def _sliver(ws: Path) -> Path:
+    (ws / "sliver.png").write_bytes(make_face_png(RED, size_wh=(1, 20_000)))
+    return ws / "sliver.png"
+
+
+def _fifo_photo(ws: Path) -> Path:
+    os.mkfifo(ws / "pipe.jpg")
+    return ws / "pipe.jpg"
+
+
+@pytest.mark.parametrize(
+    ("command", "make", "code"),
+    [
+        ("detect", _sliver, "image_too_small"),
+        ("embed", _sliver, "image_too_small"),
+        ("detect", _fifo_photo, "not_regular_file"),
+        ("embed", _fifo_photo, "not_regular_file"),
+    ],
+    ids=["detect-sliver", "embed-sliver", "detect-fifo", "embed-fifo"],
+)
+def test_a_bad_photo_alone_is_its_code_and_exit_3(
+    tmp_path: Path, command: str, make: Callable[[Path], Path], code: str
+) -> None:
+    # issue 15 #6 and #14: a FIFO hung in open(); a sliver reached ONNX Runtime
+    import signal
+
+    photo = make(tmp_path)
+    args = [command, str(photo)] + (["--json"] if command == "detect" else ["-o", str(tmp_path / "o.jsonl")])
+    signal.alarm(60)
+    try:
+        exit_code, output = invoke(args)
+    finally:
+        signal.alarm(0)
+    assert exit_code == 3, output
+    written = output if command == "detect" else (tmp_path / "o.jsonl").read_text()
+    assert code in written, written
