@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -74,6 +75,9 @@ DEFAULT_RANGE_QUANTILES = (0.005, 0.995)
 
 FACE_RANGE_QUANTILES = (0.01, 0.99)
 """The face measures recorded as "fitted on" (``QualityModel.face_ranges``): outside them, flags."""
+
+MIN_STAGE_FACES = 20
+"""Faces a detector stage needs in the fit to count as fitted (``QualityModel.stages``)."""
 
 _RIDGE = 1e-7  # on the standardised quality terms, per pair: only keeps a term that the data barely constrain finite
 _MAX_ITERATIONS = 100
@@ -221,7 +225,10 @@ def fit_quality_calibration(
         )
         for name in measures[0]
     }
-    stages = tuple(sorted({q.detector_stage for q in (*qualities_a, *qualities_b)}))
+    # A stage counts as fitted only with enough faces behind it: 4 low-confidence faces in 18,000 do not
+    # make the calibration trustworthy for that stage.
+    stage_counts = Counter(q.detector_stage for q in (*qualities_a, *qualities_b))
+    stages = tuple(sorted(stage for stage, count in stage_counts.items() if count >= MIN_STAGE_FACES))
     date = fitted_on if fitted_on is not None else dt.datetime.now(dt.UTC).date()
     calibration = Calibration(
         slope=float(weights[0]),
