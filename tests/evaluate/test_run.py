@@ -358,3 +358,24 @@ def test_calibrate_ignores_an_old_calibration(tmp_path: Path) -> None:
     options = EvaluationOptions(workers=1, quiet=True, pipeline=PipelineConfig(calibration_path=tmp_path / "gone"))
     record = calibrate_pairs(pairs, images, options=options, pipeline_factory=fake_pipeline_factory)
     assert record.calibration.slope > 0
+
+
+def test_quality_calibration_through_the_engine(tmp_path: Path) -> None:
+    pairs, images = write_calibration_set(tmp_path)
+    record = calibrate_pairs(pairs, images, options=QUIET_1, pipeline_factory=fake_pipeline_factory, method="quality")
+    calibration = record.calibration
+    assert calibration.method == "quality" and calibration.quality is not None
+    assert [term.feature for term in calibration.quality.terms] == ["fallback_stage", "max_abs_yaw_deg"]
+    assert calibration.provenance["pairs"]["scored"] == len(pairs.read_text().splitlines()) - 1  # not the grey one
+    loaded = load_calibration(save_calibration(record, tmp_path / "calib.json"))
+    assert loaded.calibration == calibration
+    # The report of an evaluation with it scores pairs per quality bin.
+    options = EvaluationOptions(
+        workers=1, quiet=True, pipeline=PipelineConfig(calibration_path=tmp_path / "calib.json")
+    )
+    report = evaluate_pairs(pairs, images, options=options, pipeline_factory=fake_pipeline_factory)
+    assert report.calibration == calibration and report.at_50_percent is not None
+    pose = [b for b in report.quality_bins if b.group == "pose"]
+    assert sum(b.pair_count for b in pose) == report.scored_pair_count
+    with pytest.raises(UsageError, match="platt or quality"):
+        calibrate_pairs(pairs, images, options=QUIET_1, pipeline_factory=fake_pipeline_factory, method="isotonic")  # type: ignore[arg-type]
