@@ -125,6 +125,11 @@ def output_is_input_through_a_link(ws: Path) -> list[str]:
     return [str(dataset), "-o", str(ws / "alias.tgz")]
 
 
+def output_is_a_photo_of_the_input(ws: Path) -> list[str]:
+    dataset = folder(ws / "ds", photos(), "red.png,blue.png\n")
+    return [str(dataset), "-o", str(dataset / "red.png")]
+
+
 def output_dev_null(ws: Path) -> list[str]:
     return [str(good_tgz(ws)), "-o", "/dev/null"]
 
@@ -428,6 +433,7 @@ CASES: dict[str, Case] = {
     # issue 15, in its order
     "01-output-is-input": Case(output_is_input, 2, _codes("output_is_input")),
     "01-output-is-input-via-link": Case(output_is_input_through_a_link, 2, _codes("output_is_input")),
+    "01-output-is-a-photo-of-the-input": Case(output_is_a_photo_of_the_input, 2, _codes("output_is_input")),
     "02-output-dev-null": Case(output_dev_null, 2, _codes("output_not_regular")),
     "02-output-fifo": Case(output_fifo, 2, _codes("output_not_regular")),
     "03-other-folders-basename": Case(other_folders_basename, 1, _codes("missing_file"), rows=(3,)),

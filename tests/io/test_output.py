@@ -89,7 +89,14 @@ def test_a_folder_output_may_be_created_but_not_inside_an_input(tmp_path: Path) 
     for bad in (dataset, dataset / "results"):
         with pytest.raises(OutputIsInputError):
             check_output_path(bad, kind="dir", inputs=[dataset])
-    # A results *file* beside the photos changes nothing that is read.
+    # A new results *file* beside the photos changes nothing that is read; an existing one is an input.
+    assert check_output_path(dataset / "results.tar.gz", inputs=[dataset]).name == "results.tar.gz"
+    (dataset / "sub").mkdir()
+    (dataset / "sub" / "photo.jpg").write_bytes(b"photo")
+    with pytest.raises(OutputIsInputError, match="file of the input folder"):
+        check_output_path(dataset / "sub" / "photo.jpg", inputs=[dataset])
+    assert (dataset / "sub" / "photo.jpg").read_bytes() == b"photo"
+    (dataset / "results.tar.gz").write_bytes(b"an earlier run")  # not read from the folder: may be replaced
     assert check_output_path(dataset / "results.tar.gz", inputs=[dataset]).name == "results.tar.gz"
 
 

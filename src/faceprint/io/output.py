@@ -3,8 +3,9 @@
 Every command that writes a file or a folder calls :func:`check_output_path` first, with the paths it will
 read. It refuses, each with its own code (see :mod:`faceprint.errors`):
 
-- ``output_is_input``: the output is one of the inputs (the same file, also through a link), or a folder
-  inside an input folder: writing it would overwrite or change the data being read;
+- ``output_is_input``: the output is one of the inputs (the same file, also through a link), an existing
+  photo or CSV inside an input folder, or a folder inside an input folder: writing it would overwrite or
+  change the data being read (a results file beside the photos, such as ``results.tar.gz``, is allowed);
 - ``output_not_regular``: a device node, FIFO or socket (``-o /dev/null``): ``os.replace`` would swap the
   node for a regular file, and opening a FIFO would hang;
 - ``output_is_directory`` / ``output_not_directory``: a file was asked for and a folder is there, or the
@@ -55,6 +56,8 @@ from faceprint.errors import (
 __all__ = ["check_output_path", "output_write_error"]
 
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_READ_FROM_FOLDERS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".csv", ".mpo"})
+"""Suffixes of the files faceprint reads out of an input folder (photos, ``pairs.csv``)."""
 _DENIED = frozenset({errno.EACCES, errno.EPERM})
 
 
@@ -123,10 +126,19 @@ def _check_not_input(path: Path, path_stat: os.stat_result | None, inputs: Seque
                 f"output {path} is the input {source}: writing it would destroy the input",
                 details={"path": str(path), "input": str(source)},
             )
+        if not stat.S_ISDIR(source_stat.st_mode) or not _inside(resolved, Path(os.path.realpath(source))):
+            continue
         # Writing into a dataset folder would change the data being read (and a rerun would read it).
-        if kind == "dir" and stat.S_ISDIR(source_stat.st_mode) and _inside(resolved, Path(os.path.realpath(source))):
+        if kind == "dir":
             raise OutputIsInputError(
                 f"output folder {path} is inside the input folder {source}",
+                details={"path": str(path), "input": str(source)},
+            )
+        # An existing photo or CSV of an input folder is an input (a photo, its pairs.csv): never replace it.
+        # (An earlier run's results.tar.gz or faces.jsonl there is not read, and may be written again.)
+        if path_stat is not None and path.suffix.lower() in _READ_FROM_FOLDERS:
+            raise OutputIsInputError(
+                f"output {path} is a file of the input folder {source}: writing it would destroy the input",
                 details={"path": str(path), "input": str(source)},
             )
 
