@@ -16,6 +16,13 @@ written (a read-only folder or file system, a read-only file) is opened read-onl
 :class:`GalleryReadOnlyError`. :meth:`SqliteGallery.resolve_or_add_person` finds or creates a person by
 name in one write transaction, so concurrent first enrolments of a new name make one person, not several.
 
+With a ``cipher`` (:class:`~faceprint.crypto.RecordCipher`), template vectors and their ``source`` are stored
+AES-256-GCM encrypted, each bound to its gallery and template id (a blob moved to another row fails); a
+gallery holding encrypted templates refuses clear writes, and reading it without the key is
+:class:`~faceprint.crypto.EncryptionKeyRequiredError`. :meth:`SqliteGallery.rotate_encryption` re-encrypts
+in place (clear templates too), in batches of one transaction each: a crash leaves every template under the
+old key or the new one, both readable by a cipher holding both, and running it again finishes the job.
+
 Example:
     >>> import tempfile, pathlib
     >>> from faceprint.types import Faceprint
@@ -46,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from faceprint.crypto import EncryptionKeyRequiredError, RecordCipher, is_encrypted_record
 from faceprint.errors import ContractMismatchError, FaceprintFormatError, UsageError
 from faceprint.gallery.base import (
     AmbiguousPersonError,
@@ -155,6 +163,15 @@ def _is_read_only_failure(err: sqlite3.Error) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class RotationSummary:
+    """What :meth:`SqliteGallery.rotate_encryption` did."""
+
+    templates_rotated: int
+    templates_current: int
+    """Templates already under the new key (a rotation that is run again after a crash skips them)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ImportSummary:
     """What :meth:`SqliteGallery.import_jsonl` did."""
 
@@ -178,6 +195,7 @@ class SqliteGallery:
         busy_timeout_s: how long a write waits for another process's write lock.
         read_only: open without writing (no migrations; writes raise :class:`GalleryReadOnlyError`);
             ``None`` (default) opens read-write and falls back to read-only when the file cannot be written.
+        cipher: encrypt template vectors and sources at rest (see the module doc).
 
     Example:
         >>> gallery = SqliteGallery.open("team.sqlite")  # doctest: +SKIP
@@ -194,7 +212,10 @@ class SqliteGallery:
         name: str | None = None,
         busy_timeout_s: float = 30.0,
         read_only: bool | None = None,
+        cipher: RecordCipher | None = None,
     ) -> None:
+        self._cipher = cipher
+        self._gallery_id: str | None = None
         self._path = Path(path)
         self._name = name if name is not None else self._path.stem
         self._lock = threading.RLock()
@@ -322,11 +343,12 @@ class SqliteGallery:
         contract_id: str | None = None,
         name: str | None = None,
         busy_timeout_s: float = 30.0,
+        cipher: RecordCipher | None = None,
     ) -> SqliteGallery:
         """Create a new gallery file; refuses to touch an existing one."""
         if Path(path).exists():
             raise GalleryExistsError(f"a gallery already exists at {path}", details={"path": str(path)})
-        return cls(path, create=True, contract_id=contract_id, name=name, busy_timeout_s=busy_timeout_s)
+        return cls(path, create=True, contract_id=contract_id, name=name, busy_timeout_s=busy_timeout_s, cipher=cipher)
 
     @classmethod
     def open(
@@ -336,9 +358,10 @@ class SqliteGallery:
         name: str | None = None,
         busy_timeout_s: float = 30.0,
         read_only: bool | None = None,
+        cipher: RecordCipher | None = None,
     ) -> SqliteGallery:
         """Open an existing gallery file (applying pending migrations; read-only when it cannot be written)."""
-        return cls(path, create=False, name=name, busy_timeout_s=busy_timeout_s, read_only=read_only)
+        return cls(path, create=False, name=name, busy_timeout_s=busy_timeout_s, read_only=read_only, cipher=cipher)
 
     def close(self) -> None:
         with self._lock:
@@ -720,6 +743,7 @@ class SqliteGallery:
     ) -> list[int]:
         ids: list[int] = []
         now = _now()
+        cipher = self._write_cipher(conn)
         for faceprint, source, created_at in zip(faceprints, sources, created, strict=True):
             self._check_or_bind(conn, faceprint.contract_id, faceprint.model_id, faceprint.dim)
             cursor = conn.execute(
@@ -728,16 +752,124 @@ class SqliteGallery:
                 (
                     person_id,
                     faceprint.dim,
-                    _vector_blob(faceprint),
+                    # Encrypted records are bound to their template id, known only after the insert.
+                    b"" if cipher is not None else _vector_blob(faceprint),
                     faceprint.model_id,
                     faceprint.package_version,
                     json.dumps(dict(faceprint.model_options), sort_keys=True),
-                    source,
+                    source if cipher is None else None,
                     now if created_at is None else created_at,
                 ),
             )
-            ids.append(int(cursor.lastrowid or 0))
+            template_id = int(cursor.lastrowid or 0)
+            if cipher is not None:
+                self._store_encrypted(conn, cipher, template_id, _vector_blob(faceprint), source)
+            ids.append(template_id)
         return ids
+
+    # --- encryption at rest -------------------------------------------------------------------------------
+
+    def _context(self, conn: sqlite3.Connection, template_id: object, column: str) -> str:
+        if self._gallery_id is None:
+            self._gallery_id = self._meta(conn, "gallery_id")
+        return f"gallery/{self._gallery_id}/templates/{template_id}/{column}"
+
+    def _write_cipher(self, conn: sqlite3.Connection) -> RecordCipher | None:
+        """The cipher to write with; refuses clear writes into a gallery that holds encrypted templates."""
+        if self._cipher is None:
+            if self._meta(conn, "encryption") is not None:
+                raise EncryptionKeyRequiredError(
+                    f"gallery {self._name!r} is encrypted: set FACEPRINT_ENCRYPTION_KEY (or _FILE) to write to it",
+                    details={"gallery": self._name},
+                )
+            return None
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('encryption', 'aes-256-gcm/1')")
+        return self._cipher
+
+    def _store_encrypted(
+        self, conn: sqlite3.Connection, cipher: RecordCipher, template_id: int, vector: bytes, source: str | None
+    ) -> None:
+        sealed_source = (
+            None
+            if source is None
+            else cipher.encrypt(source.encode("utf-8"), context=self._context(conn, template_id, "source"))
+        )
+        conn.execute(
+            "UPDATE templates SET vector = ?, source = ? WHERE template_id = ?",
+            (cipher.encrypt(vector, context=self._context(conn, template_id, "vector")), sealed_source, template_id),
+        )
+
+    def _clear_vector(self, conn: sqlite3.Connection, template_id: object, blob: Any, dim: object) -> Any:
+        """A template's vector blob in clear: encrypted ones (not ``4 * dim`` bytes, with a header) decrypted."""
+        if not isinstance(blob, bytes | bytearray | memoryview) or not isinstance(dim, int):
+            return blob
+        if len(blob) == 4 * dim or not is_encrypted_record(blob):
+            return blob
+        return self._decrypt(conn, template_id, "vector", blob)
+
+    def _clear_source(self, conn: sqlite3.Connection, template_id: object, source: object) -> str | None:
+        if isinstance(source, bytes) and is_encrypted_record(source):
+            return self._decrypt(conn, template_id, "source", source).decode("utf-8")
+        return None if source is None else str(source)
+
+    def _decrypt(
+        self, conn: sqlite3.Connection, template_id: object, column: str, blob: bytes | bytearray | memoryview
+    ) -> bytes:
+        if self._cipher is None:
+            raise EncryptionKeyRequiredError(
+                f"gallery {self._name!r} holds encrypted templates: set FACEPRINT_ENCRYPTION_KEY (or _FILE) to read it",
+                details={"gallery": self._name},
+            )
+        return self._cipher.decrypt(blob, context=self._context(conn, template_id, column))
+
+    def rotate_encryption(
+        self, *, batch_size: int = 256, after_batch: Callable[[int], None] | None = None
+    ) -> RotationSummary:
+        """Re-encrypt every template not yet under this gallery's cipher's key (clear ones included).
+
+        The cipher must hold the old keys as ``previous_keys``. Each batch is one write transaction, so
+        a crash (or ``after_batch`` raising, as tests do) leaves each template wholly under one key, and a
+        second run picks up where the first stopped.
+
+        Example:
+            >>> from faceprint.crypto import EncryptionKey
+            >>> old, new = EncryptionKey.generate(), EncryptionKey.generate()
+            >>> cipher = RecordCipher(new, previous_keys=[old])
+            >>> gallery = SqliteGallery.open("team.sqlite", cipher=cipher)  # doctest: +SKIP
+            >>> gallery.rotate_encryption().templates_rotated  # doctest: +SKIP
+            12
+        """
+        if self._cipher is None:
+            raise EncryptionKeyRequiredError(
+                "rotating a gallery's encryption needs the new key in FACEPRINT_ENCRYPTION_KEY"
+            )
+        cipher = self._cipher
+        rotated = current = 0
+        last_id = -1
+        while True:
+            with self._write() as conn:
+                self._write_cipher(conn)
+                rows = conn.execute(
+                    "SELECT template_id, vector, source, dim FROM templates WHERE template_id > ? "
+                    "ORDER BY template_id LIMIT ?",
+                    (last_id, batch_size),
+                ).fetchall()
+                for template_id, blob, source, dim in rows:
+                    last_id = int(template_id)
+                    if not cipher.needs_rotation(blob) and (source is None or not cipher.needs_rotation(source)):
+                        current += 1
+                        continue
+                    clear = self._clear_vector(conn, template_id, blob, dim)
+                    vector = _decode_vector(clear, dim, f"template {template_id}", self._name)
+                    clear_source = self._clear_source(conn, template_id, source)
+                    self._store_encrypted(conn, cipher, last_id, vector.astype("<f4").tobytes(), clear_source)
+                    rotated += 1
+            if not rows:
+                break
+            if after_batch is not None:
+                after_batch(rotated)
+        self._snapshot = None
+        return RotationSummary(templates_rotated=rotated, templates_current=current)
 
     def remove_template(self, template_id: int) -> None:
         with self._write() as conn:
@@ -764,6 +896,16 @@ class SqliteGallery:
                     "created_at, dim FROM templates ORDER BY template_id"
                 ).fetchall()
             dim = self._meta_dim(conn)
+            rows = [
+                (
+                    *row[:2],
+                    self._clear_vector(conn, row[0], row[2], row[8]),
+                    *row[3:6],
+                    self._clear_source(conn, row[0], row[6]),
+                    *row[7:],
+                )
+                for row in rows
+            ]
         return [
             Template(
                 template_id=int(row[0]),
@@ -825,9 +967,12 @@ class SqliteGallery:
             persons = [
                 self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id").fetchall()
             ]
-            rows = conn.execute(
-                "SELECT person_id, vector, template_id, dim FROM templates ORDER BY person_id, template_id"
-            ).fetchall()
+            rows = [
+                (row[0], self._clear_vector(conn, row[2], row[1], row[3]), row[2], row[3])
+                for row in conn.execute(
+                    "SELECT person_id, vector, template_id, dim FROM templates ORDER BY person_id, template_id"
+                )
+            ]
         if rows and bound_dim is None:
             raise GalleryCorruptError(f"gallery {self._name!r} is damaged: it holds templates but no dimension")
         dim = 0 if bound_dim is None else bound_dim
@@ -894,10 +1039,19 @@ class SqliteGallery:
             persons = [
                 self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id").fetchall()
             ]
-            rows = conn.execute(
-                "SELECT person_id, vector, model_id, package_version, model_options, source, created_at, "
-                "template_id, dim FROM templates ORDER BY person_id, template_id"
-            ).fetchall()
+            rows = [
+                (
+                    row[0],
+                    self._clear_vector(conn, row[7], row[1], row[8]),
+                    *row[2:5],
+                    self._clear_source(conn, row[7], row[5]),
+                    *row[6:],
+                )
+                for row in conn.execute(
+                    "SELECT person_id, vector, model_id, package_version, model_options, source, created_at, "
+                    "template_id, dim FROM templates ORDER BY person_id, template_id"
+                )
+            ]
             dim = self._meta_dim(conn)
         by_person: dict[str, list[dict[str, Any]]] = {person.person_id: [] for person in persons}
         for row in rows:
@@ -960,8 +1114,10 @@ class SqliteGallery:
                     persons_added += 1
                 else:
                     existing = {
-                        bytes(blob)
-                        for (blob,) in conn.execute("SELECT vector FROM templates WHERE person_id = ?", (person_id,))
+                        bytes(self._clear_vector(conn, template_id, blob, dim))
+                        for (template_id, blob, dim) in conn.execute(
+                            "SELECT template_id, vector, dim FROM templates WHERE person_id = ?", (person_id,)
+                        )
                     }
                 keep = [i for i, fp in enumerate(faceprints) if _vector_blob(fp) not in existing]
                 templates_skipped += len(faceprints) - len(keep)
