@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -43,22 +43,27 @@ from faceprint.cli.common import (
     stderr,
     stdout,
 )
+from faceprint.cli.gallery_migrate import migrate_command
 from faceprint.enroll import enroll, plan_for_person, plan_from_folders
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, UsageError
 from faceprint.gallery import location
-from faceprint.gallery.base import resolve_person
+from faceprint.gallery.base import Gallery, resolve_person
 from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.identify import IdentifyRun, identify_images
 from faceprint.io.inputs import count_image_items, iter_image_items
 from faceprint.pipeline import PipelineConfig
 
+if TYPE_CHECKING:
+    from faceprint.gallery.pgvector import PgvectorGallery
+
 gallery_app = typer.Typer(
     name="gallery",
-    help="Create galleries of known people and manage them (enrol, rename, merge, split, export, import).",
+    help="Create galleries of known people and manage them (enrol, rename, merge, split, export, import, migrate).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+gallery_app.command("migrate")(migrate_command)
 
 
 # --- where galleries live (the rules are faceprint.gallery.location's) -----------------------------------
@@ -73,11 +78,11 @@ def gallery_path(name: str) -> Path:
     return location.gallery_path(name, settings=current_settings())
 
 
-def open_gallery(name: str, *, create: bool = False) -> SqliteGallery:
+def open_gallery(name: str, *, create: bool = False) -> SqliteGallery | PgvectorGallery:
     return location.open_gallery(name, settings=current_settings(), create=create)
 
 
-def _config(*, galleries: Sequence[SqliteGallery] = (), **options: Any) -> PipelineConfig:
+def _config(*, galleries: Sequence[Gallery] = (), **options: Any) -> PipelineConfig:
     """The pipeline config of the galleries' own embedding model."""
     return pipeline_config(model=location.model_for_galleries(galleries), **options)
 
@@ -106,10 +111,10 @@ def create_command(
         if spec is None or spec.task != "embedding":
             raise UsageError(f"unknown embedding model {model!r}")
         contract_id = spec.contract_id
-    path = gallery_path(name)
-    with SqliteGallery.create(path, contract_id=contract_id) as gallery:
+    created, where = location.create_gallery(name, settings=current_settings(), contract_id=contract_id)
+    with created as gallery:
         bound = f" (contract {gallery.contract_id})" if gallery.contract_id is not None else ""
-        stdout().print(f"created gallery {name} at {path}{bound}", markup=False)
+        stdout().print(f"created gallery {name} at {where}{bound}", markup=False)
 
 
 @gallery_app.command("enroll")
@@ -230,7 +235,8 @@ def show_command(
             stdout().print(table)
             return
         persons = gallery.persons()
-        header = {"gallery": gallery.name, "contract_id": gallery.contract_id, "path": str(gallery.path)}
+        where = str(getattr(gallery, "path", name))  # a PostgreSQL gallery has a URL, not a path
+        header = {"gallery": gallery.name, "contract_id": gallery.contract_id, "path": where}
     if as_json:
         print_json({**header, "persons": [p.to_dict() for p in persons]})
         return
@@ -384,10 +390,13 @@ def identify(
         raise UsageError("give at least one --gallery to search (or --index-unknowns to collect unknown faces)")
     mode = check_face_mode(face)
     with ExitStack() as stack:
-        opened = {n: stack.enter_context(open_gallery(n)) for n in names}
+        settings = current_settings()
+        opened = {n: location.enter_gallery(stack, n, settings=settings) for n in names}
         sink = None
         if index_unknowns is not None:
-            sink = opened.get(index_unknowns) or stack.enter_context(open_gallery(index_unknowns, create=True))
+            sink = opened.get(index_unknowns) or location.enter_gallery(
+                stack, index_unknowns, settings=settings, create=True
+            )
         config = _config(
             galleries=list(opened.values()),
             detector=detector,

@@ -155,11 +155,11 @@ def video(
     settings = current_settings()
     names = list(dict.fromkeys(galleries or []))
     with ExitStack() as stack:
-        opened = {n: stack.enter_context(location.open_gallery(n, settings=settings)) for n in names}
+        opened = {n: location.enter_gallery(stack, n, settings=settings) for n in names}
         sink = None
         if index_unknowns is not None:
-            sink = opened.get(index_unknowns) or stack.enter_context(
-                location.open_gallery(index_unknowns, settings=settings, create=True)
+            sink = opened.get(index_unknowns) or location.enter_gallery(
+                stack, index_unknowns, settings=settings, create=True
             )
         searched = [*opened.values(), *([sink] if sink is not None else [])]
         config = for_video(

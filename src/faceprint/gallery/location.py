@@ -7,6 +7,9 @@ contract is refused (:func:`check_gallery_contract`).
 
 Example:
     >>> from faceprint.settings import Settings
+
+if TYPE_CHECKING:
+    from faceprint.gallery.pgvector import PgvectorGallery
     >>> gallery_path("staff", settings=Settings(gallery_dir=Path("/srv/g")))
     PosixPath('/srv/g/staff.sqlite')
     >>> gallery_path("../etc/passwd", settings=Settings())  # doctest: +ELLIPSIS
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import Gallery, GalleryNotFoundError
@@ -28,7 +33,13 @@ from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.models.spec import ModelSpec
 from faceprint.settings import Settings
 
-__all__ = ["check_gallery_contract", "gallery_path", "model_for_galleries", "open_gallery"]
+if TYPE_CHECKING:
+    from faceprint.gallery.pgvector import PgvectorGallery
+
+__all__ = [
+    "check_gallery_contract",
+    "create_gallery",
+    "enter_gallery", "gallery_path", "model_for_galleries", "open_gallery"]
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -48,13 +59,24 @@ def gallery_path(name: str, *, settings: Settings) -> Path:
     return settings.gallery_dir / f"{name}.sqlite"
 
 
-def open_gallery(name: str, *, settings: Settings, create: bool = False) -> SqliteGallery:
+def open_gallery(name: str, *, settings: Settings, create: bool = False) -> SqliteGallery | PgvectorGallery:
     """Open the gallery ``name`` refers to (a context manager), creating it only when asked.
+
+    ``name`` is a ``postgresql://…?gallery=NAME`` URL, a ``.sqlite`` path, or a NAME: in the database of
+    ``FACEPRINT_DATABASE_URL`` when that is set, else ``<gallery dir>/NAME.sqlite``.
 
     Raises:
         GalleryNotFoundError: It does not exist and ``create`` is False.
         UsageError: A malformed name.
     """
+    from faceprint.gallery.open import is_database_url, open_gallery_url, open_named_gallery
+
+    if is_database_url(name):
+        return open_gallery_url(name, create=create)
+    if settings.database_url is not None and not name.endswith(".sqlite"):
+        if not _NAME_RE.match(name):
+            raise UsageError(f"gallery name {name!r} must be 1-100 letters, digits, '.', '_' or '-'")
+        return open_named_gallery(name, database_url=settings.database_url, create=create)
     path = gallery_path(name, settings=settings)
     if not path.exists() and not create:
         raise GalleryNotFoundError(
@@ -64,6 +86,46 @@ def open_gallery(name: str, *, settings: Settings, create: bool = False) -> Sqli
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteGallery(path, create=create)
+
+
+def create_gallery(
+    name: str, *, settings: Settings, contract_id: str | None = None
+) -> tuple[SqliteGallery | PgvectorGallery, str]:
+    """Create a new, empty gallery where ``name`` points (see :func:`open_gallery`); and where that is.
+
+    Raises:
+        GalleryExistsError: There is one already.
+        UsageError: A malformed name.
+    """
+    from faceprint.gallery.open import is_database_url, split_gallery_url
+    from faceprint.postgres import redact_url
+
+    if is_database_url(name) or (settings.database_url is not None and not name.endswith(".sqlite")):
+        from faceprint.gallery.pgvector import PgvectorGallery
+
+        if is_database_url(name):
+            url, in_url = split_gallery_url(name)
+            if in_url is None:
+                raise UsageError(f"{redact_url(name)!r} names a database, not a gallery: add ?gallery=NAME")
+            gallery_name = in_url
+        else:
+            if not _NAME_RE.match(name) or settings.database_url is None:
+                raise UsageError(f"gallery name {name!r} must be 1-100 letters, digits, '.', '_' or '-'")
+            url, gallery_name = settings.database_url, name
+        created = PgvectorGallery.create(url, gallery_name, contract_id=contract_id)
+        return created, f"{redact_url(url)} (gallery {gallery_name})"
+    path = gallery_path(name, settings=settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteGallery.create(path, contract_id=contract_id), str(path)
+
+
+def enter_gallery(
+    stack: ExitStack, name: str, *, settings: Settings, create: bool = False
+) -> SqliteGallery | PgvectorGallery:
+    """:func:`open_gallery`, closed when ``stack`` closes (for commands that open several)."""
+    gallery = open_gallery(name, settings=settings, create=create)
+    stack.enter_context(gallery)
+    return gallery
 
 
 def model_for_galleries(galleries: Sequence[Gallery], *, default: str = DLIB_RESNET_ID) -> str:
