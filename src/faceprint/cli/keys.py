@@ -1,20 +1,24 @@
 """``faceprint keys create|list|revoke``: API keys of the job service, stored hashed in the data dir.
 
+Also the encryption keys of data at rest: ``keys new-encryption-key FILE`` and ``keys rotate-encryption``.
+
 Register with ``app.add_typer(keys_app, name="keys")``.
 
 Example:
     $ faceprint keys create ci --data-dir /srv/faceprint
     $ faceprint keys revoke ci --data-dir /srv/faceprint
+    $ FACEPRINT_ENCRYPTION_KEY_FILE=new.key faceprint keys rotate-encryption staff --old-key-file old.key
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from faceprint.cli.common import handle_errors, print_json, stderr, stdout
+from faceprint.cli.common import current_settings, handle_errors, print_json, stderr, stdout
 from faceprint.cli.serve import DataDirOption
 
 if TYPE_CHECKING:
@@ -68,3 +72,45 @@ def revoke(
     """Remove a key: requests with it are refused from now on."""
     record = _store(data_dir).revoke(ref)
     stderr().print(f"revoked key {record.id} ({record.name})", markup=False)
+
+
+@keys_app.command("new-encryption-key")
+@handle_errors
+def new_encryption_key(
+    path: Annotated[Path, typer.Argument(help="The key file to create (mode 0600; never overwritten).")],
+) -> None:
+    """Make a random AES-256 key file for FACEPRINT_ENCRYPTION_KEY_FILE; keep a copy: data under a lost key is lost."""
+    from faceprint.crypto import EncryptionKey
+
+    key = EncryptionKey.generate()
+    key.write_file(path)
+    stderr().print(f"wrote encryption key {key.key_id} to {path}", markup=False)
+
+
+@keys_app.command("rotate-encryption")
+@handle_errors
+def rotate_encryption(
+    galleries: Annotated[list[str], typer.Argument(help="Gallery names or .sqlite paths.")],
+    old_key_file: Annotated[
+        list[Path] | None,
+        typer.Option("--old-key-file", help="A key the data is under now (repeatable); clear data needs none."),
+    ] = None,
+) -> None:
+    """Re-encrypt galleries in place under FACEPRINT_ENCRYPTION_KEY(_FILE); rerun it after a crash to finish."""
+    from faceprint.crypto import EncryptionKey, EncryptionKeyRequiredError, cipher_from_settings
+    from faceprint.gallery.location import gallery_path
+    from faceprint.gallery.sqlite import SqliteGallery
+
+    settings = current_settings()
+    old = [EncryptionKey.from_file(path) for path in ([] if old_key_file is None else old_key_file)]
+    cipher = cipher_from_settings(settings, previous_keys=old)
+    if cipher is None:
+        raise EncryptionKeyRequiredError("set the new key in FACEPRINT_ENCRYPTION_KEY or FACEPRINT_ENCRYPTION_KEY_FILE")
+    for name in galleries:
+        with SqliteGallery.open(gallery_path(name, settings=settings), cipher=cipher) as gallery:
+            summary = gallery.rotate_encryption()
+        stdout().print(
+            f"{name}: {summary.templates_rotated} templates re-encrypted, {summary.templates_current} already "
+            f"under key {cipher.key_id}",
+            markup=False,
+        )
