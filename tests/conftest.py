@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def real_pipeline():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def postgres_url():  # type: ignore[no-untyped-def]
     """A PostgreSQL 16 + pgvector server for this test session, as a ``postgresql://`` URL.
 
     ``FACEPRINT_TEST_DATABASE_URL`` points the tests at an external server instead; otherwise a throwaway
@@ -62,7 +63,9 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
             import pgserver
         except ImportError:
             pytest.skip("pgserver is not installed (pip install -e '.[dev]')")
-        server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="delete")
+        # Not under pytest's basetemp: another pytest session resets its root to 0700, which locks out the
+        # unprivileged user pgserver runs PostgreSQL as (when started by root).
+        server = pgserver.get_server(Path(tempfile.mkdtemp(prefix="faceprint-pg-")), cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:

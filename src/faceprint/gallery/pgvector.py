@@ -220,6 +220,7 @@ class PgvectorGallery:
         self._lock = threading.RLock()
         self._snapshot: GallerySnapshot | None = None
         self._dim: int | None = None
+        self._session_ef: int | None = None
         self._conn = connect(url, connect_timeout_s=connect_timeout_s)
         try:
             _ensure_catalog(self._conn, url)
@@ -872,12 +873,21 @@ class PgvectorGallery:
                 "ORDER BY t.embedding <=> q.v LIMIT %(n)s) c "
                 f"JOIN {s}.persons p ON p.person_id = c.person_id"
             )
-        with self._read(binary=True) as cur:
+        sql = " UNION ALL ".join(parts)
+        params = {"q": list(queries), "n": fetch}
+        with self._lock, self._guard():
+            cur = self._conn.cursor(binary=True)
             if scan_exactly:
-                cur.execute("SET LOCAL enable_indexscan = off")
+                with self._conn.transaction():
+                    cur.execute("SET LOCAL enable_indexscan = off")
+                    rows = cur.execute(sql, params).fetchall()
             else:
-                cur.execute(f"SET LOCAL hnsw.ef_search = {int(min(HNSW_MAX_EF_SEARCH, max(ef, fetch)))}")
-            rows = cur.execute(" UNION ALL ".join(parts), {"q": list(queries), "n": fetch}).fetchall()
+                # One statement (one snapshot, one round trip): the ef_search setting stays on the session.
+                wanted = int(min(HNSW_MAX_EF_SEARCH, max(ef, fetch)))
+                if self._session_ef != wanted:
+                    cur.execute(f"SET hnsw.ef_search = {wanted}")
+                    self._session_ef = wanted
+                rows = cur.execute(sql, params).fetchall()
         return [(int(row[0]) - 1, int(row[1]), str(row[2]), str(row[3]), bool(row[4]), _vector(row[5])) for row in rows]
 
     # --- export / import ----------------------------------------------------------------------------------
