@@ -6,7 +6,9 @@ read; 4 model problem (missing or corrupt weights); 70 internal error. See docs/
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,13 +40,7 @@ from faceprint.cli.common import (
     stderr,
     stdout,
 )
-from faceprint.cli.evaluate import calibrate, evaluate
-from faceprint.cli.gallery import gallery_app, identify
-from faceprint.cli.keys import keys_app
 from faceprint.cli.models_cmd import models_add_command
-from faceprint.cli.pairs import pairs
-from faceprint.cli.serve import serve, worker
-from faceprint.cli.video import video
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL, FaceprintError
 from faceprint.io.atomic import open_atomic
 from faceprint.io.inputs import count_image_items, iter_image_items
@@ -53,14 +49,6 @@ from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.settings import load_settings
 from faceprint.verify import compare_inputs
 
-app = typer.Typer(
-    name="faceprint",
-    help="Face detection, faceprints and calibrated face comparison, offline.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
 
 def _version_callback(value: bool) -> None:
     if value:
@@ -68,7 +56,6 @@ def _version_callback(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 @handle_errors
 def main(
     ctx: typer.Context,
@@ -92,7 +79,6 @@ def _exit_for(failed: int, total: int) -> None:
         raise typer.Exit(code=EXIT_PARTIAL)
 
 
-@app.command()
 @handle_errors
 def detect(
     images: Annotated[list[Path], typer.Argument(help="Images, folders (recursive) or TAR/TGZ archives.")],
@@ -154,7 +140,6 @@ def detect(
     _exit_for(failed, len(results))
 
 
-@app.command()
 @handle_errors
 def embed(
     images: Annotated[list[Path], typer.Argument(help="Images, folders (recursive) or TAR/TGZ archives.")],
@@ -217,7 +202,6 @@ def _json_line(record: dict[str, Any]) -> bytes:
     return (json.dumps(record) + "\n").encode("utf-8")
 
 
-@app.command()
 @handle_errors
 def compare(
     a: Annotated[Path, typer.Argument(help="Image or faceprint JSON.")],
@@ -259,12 +243,6 @@ def compare(
     )
 
 
-models_app = typer.Typer(name="models", help="Installed models; `models add` registers an ONNX model.")
-app.add_typer(models_app, name="models")
-models_app.command(name="add")(models_add_command)
-
-
-@models_app.callback(invoke_without_command=True)
 @handle_errors
 def models(
     ctx: typer.Context,
@@ -300,7 +278,6 @@ def models(
                 stdout().print(f"  calibration: {json.dumps(calibration)}")
 
 
-@app.command()
 @handle_errors
 def demo(
     images: Annotated[list[Path] | None, typer.Argument(help="Your own photos to pair up (optional).")] = None,
@@ -330,20 +307,77 @@ def demo(
     console.print("score your own datasets with: faceprint pairs DATASET... -o results.tar.gz")
 
 
-app.command(name="pairs")(pairs)
-app.command(name="evaluate")(evaluate)
-app.command(name="calibrate")(calibrate)
-app.add_typer(gallery_app, name="gallery")
-app.command(name="identify")(identify)
-app.command(name="serve")(serve)
-app.command(name="worker")(worker)
-app.add_typer(keys_app, name="keys")
-app.command(name="video")(video)
+_COMMANDS_ELSEWHERE: dict[str, tuple[str, str]] = {
+    "pairs": ("faceprint.cli.pairs", "pairs"),
+    "evaluate": ("faceprint.cli.evaluate", "evaluate"),
+    "calibrate": ("faceprint.cli.evaluate", "calibrate"),
+    "gallery": ("faceprint.cli.gallery", "gallery_app"),
+    "identify": ("faceprint.cli.gallery", "identify"),
+    "video": ("faceprint.cli.video", "video"),
+    "serve": ("faceprint.cli.serve", "serve"),
+    "worker": ("faceprint.cli.serve", "worker"),
+    "keys": ("faceprint.cli.keys", "keys_app"),
+}
+"""Commands defined in other modules: imported only when the app needs them (start-up time of one command)."""
+
+
+def build_app(*, only: str | None = None) -> typer.Typer:
+    """The ``faceprint`` app; with ``only``, just that command of :data:`_COMMANDS_ELSEWHERE` is imported.
+
+    Example:
+        >>> sorted(c.name for c in build_app(only="detect").registered_commands if c.name)[:3]
+        ['compare', 'demo', 'detect']
+    """
+    app = typer.Typer(
+        name="faceprint",
+        help="Face detection, faceprints and calibrated face comparison, offline.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(main)
+    for command in (detect, embed, compare, demo):
+        app.command(name=command.__name__)(command)
+    models_app = typer.Typer(name="models", help="Installed models; `models add` registers an ONNX model.")
+    models_app.callback(invoke_without_command=True)(models)
+    models_app.command(name="add")(models_add_command)
+    app.add_typer(models_app, name="models")
+    for name, (module, attribute) in _COMMANDS_ELSEWHERE.items():
+        if only is not None and name != only:
+            continue
+        value = getattr(importlib.import_module(module), attribute)
+        if isinstance(value, typer.Typer):
+            app.add_typer(value, name=name)
+        else:
+            app.command(name=name)(value)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `from faceprint.cli.main import app` (tests, embedding in other tools) gets the whole app, built on use.
+    if name == "app":
+        return build_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _command_asked_for(argv: list[str]) -> str | None:
+    """The command name on the command line when it is one of :data:`_COMMANDS_ELSEWHERE`, else None."""
+    for arg in argv:
+        if arg.startswith("-"):
+            return None  # a root option (--help, --version): the whole app
+        return arg if arg in _COMMANDS_ELSEWHERE else "" if arg in _OWN_COMMANDS else None
+    return None
+
+
+_OWN_COMMANDS = frozenset({"detect", "embed", "compare", "demo", "models"})
 
 
 def run() -> None:
     """Console-script entry point."""
     raise_on_sigterm()
+    only = _command_asked_for(sys.argv[1:])
+    # A command defined here needs none of the others; one defined elsewhere needs only its module.
+    app = build_app(only=only) if only is not None else build_app()
     try:
         app()
     except FaceprintError as err:  # pragma: no cover - raised before a command's own handler runs
