@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -37,11 +37,13 @@ from faceprint.errors import BackendUnavailableError, ContractMismatchError, Usa
 from faceprint.io.image import ImageLimits
 from faceprint.landmarks import DlibShapeLandmarker
 from faceprint.models.catalog import DLIB_5_POINT_ID, DLIB_68_POINT_ID, DLIB_MMOD_ID, DLIB_RESNET_ID, builtin_specs
-from faceprint.models.dlib_to_onnx import ConvertedModelCache
-from faceprint.models.registry import ModelRegistry
 from faceprint.models.spec import Calibration, ModelSpec
 from faceprint.models.store import ModelStore, default_model_dir
 from faceprint.types import Comparison, Detection, Face, Faceprint, RGBImage
+
+if TYPE_CHECKING:
+    # Imported where a pipeline is built: importing this module (every CLI command does) stays cheap.
+    from faceprint.models.dlib_to_onnx import ConvertedModelCache
 
 DetectorName = Literal["hog", "mmod"]
 BackendName = Literal["auto", "dlib", "onnx"]
@@ -518,6 +520,9 @@ def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | N
     HOG detector is loaded from its serialised copy and shared by every stage, and the MMOD network is
     built only when a photo first reaches it.
     """
+    from faceprint.models.dlib_to_onnx import ConvertedModelCache
+    from faceprint.models.registry import ModelRegistry
+
     config = config if config is not None else PipelineConfig()
     store = store if store is not None else ModelStore()
     converted = ConvertedModelCache(default_model_dir() / "converted", digests=store.digests)

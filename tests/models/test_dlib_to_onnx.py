@@ -449,6 +449,26 @@ def test_a_warm_cache_does_not_hash_the_onnx_file_again(tmp_path: Path) -> None:
         ConvertedModelCache(tmp_path / "cache").path_for("net", source, CountingConverter())
 
 
+def test_the_runtime_optimised_graph_is_kept_and_reused(tmp_path: Path) -> None:
+    from faceprint.embed.onnx import create_session
+
+    model = tmp_path / "net.onnx"
+    onnx.save(_tiny_model(3.0), str(model))
+    first = ConvertedModelCache(tmp_path / "cache")
+    session = create_session(model, intra_op_threads=1, providers=["CPUExecutionProvider"], optimized_cache=first)
+    assert first.conversions == 1
+    (kept,) = (tmp_path / "cache").glob("net.ort-*.onnx")
+    later = ConvertedModelCache(tmp_path / "cache")
+    again = create_session(model, intra_op_threads=1, providers=["CPUExecutionProvider"], optimized_cache=later)
+    assert later.conversions == 0
+    x = {"x": np.full(1, 2.0, np.float32)}
+    assert session.run(None, x)[0][0] == again.run(None, x)[0][0] == 6.0
+    # A damaged optimised graph is refused by its digest, and the model itself still loads.
+    kept.write_bytes(b"garbage")
+    fallback = create_session(model, intra_op_threads=1, providers=["CPUExecutionProvider"], optimized_cache=later)
+    assert fallback.run(None, x)[0][0] == 6.0
+
+
 class SlowFileCountingConverter:
     """Counts conversions in a file (shared by processes) and takes long enough for the others to arrive."""
 

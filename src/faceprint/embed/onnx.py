@@ -16,8 +16,11 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import platform
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,6 +66,7 @@ def create_session(
     providers: Sequence[str] | None = None,
     allow_spinning: bool = False,
     variable_shapes: bool = False,
+    optimized_cache: ConvertedModelCache | None = None,
 ) -> Any:
     """An onnxruntime session set up the one way faceprint runs networks (embedders and detectors).
 
@@ -74,6 +78,10 @@ def create_session(
     photo's own size): the CPU memory arena and memory patterns are turned off. With them, the arena
     keeps the largest block every shape ever needed, and a worker running MMOD over photos of varying
     sizes grew past 1 GB (``benchmarks/memory.py``); without them memory goes back after each call.
+
+    With ``optimized_cache`` (CPU only), the graph ONNX Runtime optimises is kept in that cache, keyed by
+    the model's digest, the onnxruntime version and the CPU, and loaded without optimising again: building
+    the session of dlib's ResNet then costs ~0.03 s of CPU instead of ~0.17 s, in every process.
     """
     ort = import_onnxruntime()
     if not model_path.is_file():
@@ -89,10 +97,62 @@ def create_session(
         options.enable_mem_pattern = False
     if providers is None:
         providers = [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
+    if optimized_cache is not None and list(providers) == [_CPU]:
+        optimized = _optimized_model(ort, model_path, optimized_cache)
+        if optimized is not None:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return ort.InferenceSession(str(optimized), sess_options=options, providers=list(providers))
+            except Exception:  # a cached graph this runtime refuses: optimise the model as usual
+                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         return ort.InferenceSession(str(model_path), sess_options=options, providers=list(providers))
     except Exception as err:  # onnxruntime raises its own pybind exception types
         raise ModelError(f"cannot load ONNX model {model_path}: {err}", details={"file": str(model_path)}) from err
+
+
+def _cpu_signature() -> str:
+    """What the optimised graph depends on besides the model and runtime: the CPU model and features."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"{platform.machine()} {platform.processor()}"
+    fields = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the first processor is enough
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    return f"{platform.machine()} {fields.get('model name', '')} {fields.get('flags', fields.get('Features', ''))}"
+
+
+def _optimized_model(ort: Any, model_path: Path, cache: ConvertedModelCache) -> Path | None:
+    """``model_path`` as ONNX Runtime optimises it for this CPU, written once into ``cache``; None if it fails."""
+    recipe = {
+        "source": model_path.name,
+        "source_sha256": cache.digests.digest(model_path),
+        "onnxruntime": str(ort.__version__),
+        "cpu_sha256": hashlib.sha256(_cpu_signature().encode()).hexdigest(),
+        "optimization": "ORT_ENABLE_ALL",
+    }
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+    def optimise() -> bytes:
+        with tempfile.TemporaryDirectory() as folder:
+            target = Path(folder) / "optimized.onnx"
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = 1
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.optimized_model_filepath = str(target)
+            # The runtime warns that the file is for this machine only: the recipe's CPU key says so.
+            options.log_severity_level = 3
+            ort.InferenceSession(str(model_path), sess_options=options, providers=[_CPU])
+            return target.read_bytes()
+
+    try:
+        return cache.built_file(f"{model_path.stem}.ort-{key}.onnx", recipe, optimise)
+    except Exception:  # any failure here only costs the optimisation time: the model itself is fine
+        return None
 
 
 def _declared_normalization(metadata: dict[str, str]) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -133,6 +193,8 @@ class OnnxEmbedder:
         allow_spinning: let idle intra-op threads busy-wait for work. Off by default: on shared cores
             (workers, containers, a laptop) spinning threads steal time from the ones computing; measured
             on 2 cores with one busy elsewhere, 2 spinning threads ran at half the speed of 1 thread.
+        optimized_cache: keep the graph as ONNX Runtime optimises it in this cache, so the next session
+            starts without optimising again (see :func:`create_session`); None optimises every time.
 
     Raises:
         BackendUnavailableError: onnxruntime is not installed.
@@ -153,6 +215,7 @@ class OnnxEmbedder:
         intra_op_threads: int | None = None,
         providers: Sequence[str] | None = None,
         allow_spinning: bool = False,
+        optimized_cache: ConvertedModelCache | None = None,
     ) -> None:
         if spec.task != "embedding" or spec.input_size_wh is None or spec.embedding_dim is None:
             raise UsageError(f"model {spec.id} is not an embedding model")
@@ -163,7 +226,11 @@ class OnnxEmbedder:
         self._spec = spec
         self.model_path = model_path
         self._session = create_session(
-            model_path, intra_op_threads=intra_op_threads, providers=providers, allow_spinning=allow_spinning
+            model_path,
+            intra_op_threads=intra_op_threads,
+            providers=providers,
+            allow_spinning=allow_spinning,
+            optimized_cache=optimized_cache,
         )
         self._input_name, self._output_name, self._fixed_batch = self._check_signature()
         self._mean, self._std = self._host_normalization(self._session.get_modelmeta().custom_metadata_map)
@@ -195,6 +262,7 @@ class OnnxEmbedder:
             intra_op_threads=intra_op_threads,
             providers=providers,
             allow_spinning=allow_spinning,
+            optimized_cache=cache,
         )
 
     @property
