@@ -163,7 +163,11 @@ def evaluate(
     for result in report.tar_at_far:
         value = _percent(result.true_accept_rate) if result.resolved else f"n/a ({result.note})"
         table.add_row(f"TAR @ FAR {far_key(result.target_false_accept_rate)}", value)
-    table.add_row(f"threshold ({report.threshold_source.replace('_', ' ')})", f"{report.min_similarity:.4f}")
+    source = report.threshold_source.replace("_", " ")
+    if report.calibration is not None and report.calibration.quality is not None:
+        # Each pair's own threshold follows its face quality; this one is the reference pair's.
+        source += ", reference pair; moved per pair by face quality"
+    table.add_row(f"threshold ({source})", f"{report.min_similarity:.4f}")
     table.add_row("accuracy at threshold", _percent(at.accuracy))
     if report.unscored_pair_count:
         table.add_row("accuracy at threshold, unscored = rejected", _percent(report.at_threshold_all_pairs.accuracy))
