@@ -317,6 +317,7 @@ _COMMANDS_ELSEWHERE: dict[str, tuple[str, str]] = {
     "serve": ("faceprint.cli.serve", "serve"),
     "worker": ("faceprint.cli.serve", "worker"),
     "keys": ("faceprint.cli.keys", "keys_app"),
+    "audit": ("faceprint.cli.audit", "audit"),
 }
 """Commands defined in other modules: imported only when the app needs them (start-up time of one command)."""
 
