@@ -240,40 +240,61 @@ def _far_threshold(comparator: Comparator, key: str, reference: float, a: FaceQu
     return reference if per_pair is None else per_pair
 
 
-def print_far_and_flags(quality: CalibrationRecord, platt: CalibrationRecord, sets: Sequence[Pairs]) -> None:
-    """Achieved false-accept rate at each FAR threshold (per pair for the quality record), and flag shares."""
+def print_far_and_flags(
+    quality: CalibrationRecord,
+    platt: CalibrationRecord,
+    sets: Sequence[Pairs],
+    fold_records: dict[int, CalibrationRecord],
+    cross_validated: set[str],
+) -> None:
+    """Achieved FAR and TAR at each FAR threshold (per pair for the quality records), and flag shares.
+
+    Sets in ``cross_validated`` are judged pair by pair with the record fitted without the pair's fold.
+    """
     spec = builtin_specs()["dlib-resnet-v1"]
-    comparators = {
-        "lfw-platt": Comparator(spec, calibration=platt.calibration, threshold=platt.threshold),
-        "quality": Comparator(spec, calibration=quality.calibration, threshold=quality.threshold),
-    }
-    records = {"lfw-platt": platt, "quality": quality}
-    print(f"\n{'set':<20} {'calibration':<10} {'FAR@1e-2':>9} {'FAR@1e-3':>9} {'TAR@1e-3':>9}  flags")
+    print(f"\n{'set':<20} {'calibration':<22} {'FAR@1e-2':>9} {'FAR@1e-3':>9} {'TAR@1e-3':>9}  flags")
     for pairs in sets:
-        for name, comparator in comparators.items():
+        cv = pairs.name in cross_validated
+        for name in ("lfw-platt", "quality"):
+
+            def record_of(
+                index: int, name: str = name, cv: bool = cv, folds: np.ndarray = pairs.folds
+            ) -> CalibrationRecord:
+                if name == "lfw-platt":
+                    return platt
+                return fold_records[int(folds[index])] if cv else quality
+
+            comparators = {
+                id(r): Comparator(spec, calibration=r.calibration, threshold=r.threshold)
+                for r in (platt, quality, *fold_records.values())
+            }
             rates = []
             for key in ("1e-2", "1e-3"):
-                reference = records[name].far_thresholds.get(key)
-                if reference is None:
+                accepted = []
+                for index, (s, a, b) in enumerate(
+                    zip(pairs.similarities, pairs.qualities_a, pairs.qualities_b, strict=True)
+                ):
+                    record = record_of(index)
+                    reference = record.far_thresholds.get(key)
+                    if reference is None:
+                        break
+                    accepted.append(s >= _far_threshold(comparators[id(record)], key, reference, a, b))
+                if len(accepted) != len(pairs.labels):
                     rates.append((math.nan, math.nan))
                     continue
-                accepted = np.array(
-                    [
-                        s >= _far_threshold(comparator, key, reference, a, b)
-                        for s, a, b in zip(pairs.similarities, pairs.qualities_a, pairs.qualities_b, strict=True)
-                    ]
-                )
-                rates.append((float(accepted[~pairs.labels].mean()), float(accepted[pairs.labels].mean())))
+                decisions = np.array(accepted)
+                rates.append((float(decisions[~pairs.labels].mean()), float(decisions[pairs.labels].mean())))
             flags = Counter(
                 flag
-                for a, b in zip(pairs.qualities_a, pairs.qualities_b, strict=True)
-                for flag in comparator.flags(a, b)
+                for index, (a, b) in enumerate(zip(pairs.qualities_a, pairs.qualities_b, strict=True))
+                for flag in comparators[id(record_of(index))].flags(a, b)
             )
             shares = ", ".join(
                 f"{flag} {100 * count / len(pairs.labels):.1f}%" for flag, count in sorted(flags.items())
             )
+            label = name + (" (cv by fold)" if cv and name == "quality" else "")
             print(
-                f"{pairs.name:<20} {name:<10} {rates[0][0]:>9.4f} {rates[1][0]:>9.4f} {rates[1][1]:>9.4f}  "
+                f"{pairs.name:<20} {label:<22} {rates[0][0]:>9.4f} {rates[1][0]:>9.4f} {rates[1][1]:>9.4f}  "
                 f"{shares or '-'}"
             )
 
@@ -299,11 +320,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # CFP cross-validated by fold: no person in both fit and test.
     held_out = {cfp_fp.name: np.zeros(len(cfp_fp.labels)), cfp_ff.name: np.zeros(len(cfp_ff.labels))}
+    fold_records: dict[int, CalibrationRecord] = {}
     for fold in sorted(set(cfp_fp.folds.tolist())):
         train = Pairs.concat(
             "cv", [dev_train, cfp_fp.subset(cfp_fp.folds != fold), cfp_ff.subset(cfp_ff.folds != fold)]
         )
-        calibration = fit_quality(train, reference, spec.contract_id).calibration
+        fold_records[fold] = fit_quality(train, reference, spec.contract_id)
+        calibration = fold_records[fold].calibration
         for pairs in (cfp_fp, cfp_ff):
             mask = pairs.folds == fold
             held_out[pairs.name][mask] = predict(calibration, pairs.subset(mask))
@@ -338,7 +361,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{calibration.intercept:.3f}, threshold {full.threshold:.4f}; terms: {terms}"
     )
     print(f"FAR thresholds (reference pair): {full.far_thresholds}")
-    print_far_and_flags(full, platt_record(dev_train, spec.contract_id), (dev_test, cfp_fp, cfp_ff, faces_small))
+    print_far_and_flags(
+        full,
+        platt_record(dev_train, spec.contract_id),
+        (dev_test, cfp_fp, cfp_ff, faces_small),
+        fold_records,
+        set(held_out),
+    )
     print(f"elapsed {time.perf_counter() - started:.1f} s (embeddings cached in {args.cache_dir})")
     if args.write_shipped:
         counts = {
