@@ -69,7 +69,7 @@ import io
 import json
 import posixpath
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -96,10 +96,11 @@ from faceprint.batch.pairs_csv import (
     PAIRS_FILE_NAME,
     NameResolver,
     PairRow,
-    PairsTable,
+    PairsReader,
+    PairsScan,
     find_pairs_file,
     looks_like_image_name,
-    parse_pairs_csv,
+    scan_pairs_csv,
 )
 from faceprint.errors import (
     EXIT_INPUT,
@@ -410,7 +411,7 @@ def format_probability(probability: float) -> str:
     return f"{probability * 100.0:.1f}%"
 
 
-def _output_header(table: PairsTable | None, details: bool, escape: _Escaper) -> list[str]:
+def _output_header(table: PairsScan | None, details: bool, escape: _Escaper) -> list[str]:
     columns = list(BASE_COLUMNS) + (list(DETAIL_COLUMNS) if details else [])
     taken = set(columns)
     for name in table.extra_header() if table is not None else ():
@@ -463,7 +464,8 @@ def _process_dataset(
     options: PairsOptions,
 ) -> _DatasetOutput:
     problems: list[_Problem] = []
-    table: PairsTable | None = None
+    table: PairsScan | None = None
+    rows_of: Callable[[], Iterable[PairRow]] = tuple
     resolved: dict[str, str | FaceprintError] = {}
     outcomes: Mapping[str, ImageOutcome] = {}
     dataset_error: FaceprintError | None = None
@@ -482,25 +484,30 @@ def _process_dataset(
             resolver = NameResolver(
                 dataset.names, base_dir=posixpath.dirname(pairs_name), rejected=dataset.rejected_names
             )
-            table = parse_pairs_csv(
-                dataset.read(pairs_name),
-                looks_like_file=lambda cell: looks_like_image_name(cell) or resolver.exists(cell),
-                max_rows=options.max_pairs,
-            )
+            pairs_bytes = dataset.read(pairs_name)
+
+            def looks_like_file(cell: str) -> bool:
+                return looks_like_image_name(cell) or resolver.exists(cell)
+
+            # Two passes over the CSV, none holding its rows: this one learns the names to embed, the one
+            # below scores and writes row by row (1M rows are never 1M row objects in memory).
+            table = scan_pairs_csv(pairs_bytes, looks_like_file=looks_like_file, max_rows=options.max_pairs)
+            has_header = table.header is not None
+
+            def rows_of() -> Iterable[PairRow]:
+                return PairsReader(pairs_bytes, has_header=has_header, looks_like_file=looks_like_file)
+
             if not table.rows:
                 what = "only a header" if table.header is not None else "no rows"
                 raise NoPairsError(
                     f"{pairs_name}: {what}; nothing to score (one pair of file names a line)",
                     details={"name": pairs_name},
                 )
-            for row in table.rows:
-                if row.ok:
-                    for name in (row.file_a, row.file_b):
-                        if name not in resolved:
-                            try:
-                                resolved[name] = resolver.resolve(name)
-                            except InputError as err:
-                                resolved[name] = err
+            for name in sorted(table.names):
+                try:
+                    resolved[name] = resolver.resolve(name)
+                except InputError as err:
+                    resolved[name] = err
             needed = sorted({target for target in resolved.values() if isinstance(target, str)})
             # Read in storage order (a .tar.gz is decompressed forward once), one photo in memory at a time.
             embedded_images = engine.embed(dataset.iter_read(needed), total=len(needed), description=folder)
@@ -520,17 +527,17 @@ def _process_dataset(
     scored_count = 0
     if table is not None and dataset_error is None:
         memo = _ComparisonMemo(engine.pipeline, options.face)
-        for row in table.rows:
+        for row in rows_of():
             scored = _score_row(row, resolved, outcomes, memo)
             problems.extend(scored.problems)
             if scored.comparison is not None:
                 scored_count += 1
             output_writer.writerow(_output_cells(row, scored, options.details, extra_width, escape))
-    rows = len(table.rows) if table is not None else 0
+    rows = table.rows if table is not None else 0
     if table is not None and dataset_error is not None:
         # The table was read but the photos could not be: every row keeps its place, unscored.
         empty = _Scored(None, None, None, ())
-        for row in table.rows:
+        for row in rows_of():
             output_writer.writerow(_output_cells(row, empty, options.details, extra_width, escape))
 
     summary = DatasetSummary(
@@ -557,7 +564,7 @@ def _run_json(
     summary: DatasetSummary,
     model: _ModelInfo,
     options: PairsOptions,
-    table: PairsTable | None,
+    table: PairsScan | None,
     kind: str | None,
     pairs_name: str | None,
     escape: _Escaper,

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import io
 import posixpath
 import re
 import sys
@@ -98,9 +97,12 @@ class PairsTable:
 
     def extra_header(self) -> tuple[str, ...]:
         """Names for the extra columns: the header's, else ``extra_1``, ``extra_2``, …"""
-        width = self.extra_width
-        given = self.header[2:] if self.header is not None else ()
-        return tuple(given[i] if i < len(given) and given[i].strip() else f"extra_{i + 1}" for i in range(width))
+        return _extra_header(self.header, self.extra_width)
+
+
+def _extra_header(header: tuple[str, ...] | None, width: int) -> tuple[str, ...]:
+    given = header[2:] if header is not None else ()
+    return tuple(given[i] if i < len(given) and given[i].strip() else f"extra_{i + 1}" for i in range(width))
 
 
 def looks_like_image_name(name: str) -> bool:
@@ -188,45 +190,141 @@ def parse_pairs_csv(
         >>> parse_pairs_csv(b"a.jpg\\tb.jpg\\n").rows[0].file_b
         'b.jpg'
     """
-    text, encoding = _decode(data)
-    delimiter = sniff_delimiter(text)
-    is_file = looks_like_file if looks_like_file is not None else looks_like_image_name
-    lines = _Lines(text)
-    reader = csv.reader(lines, delimiter=delimiter)
-    rows: list[PairRow] = []
-    header: tuple[str, ...] | None = None
-    header_decided = has_header is not None
-    while True:
-        lines.start_row()
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            start = lines.row_start
-            rows.append(
-                PairRow(
-                    row=len(rows) + 1,
+    reader = PairsReader(data, has_header=has_header, looks_like_file=looks_like_file, max_rows=max_rows)
+    rows = tuple(reader)
+    return PairsTable(rows=rows, header=reader.header, delimiter=reader.delimiter, encoding=reader.encoding)
+
+
+@dataclass(frozen=True, slots=True)
+class PairsScan:
+    """What one pass over ``pairs.csv`` learns without keeping its rows (see :func:`scan_pairs_csv`)."""
+
+    header: tuple[str, ...] | None
+    delimiter: str
+    encoding: str
+    rows: int
+    """Data rows, malformed ones included."""
+    extra_width: int
+    names: frozenset[str]
+    """Every file name of the well-formed rows."""
+
+    def extra_header(self) -> tuple[str, ...]:
+        """Names for the extra columns, as :meth:`PairsTable.extra_header`."""
+        return _extra_header(self.header, self.extra_width)
+
+
+def scan_pairs_csv(
+    data: bytes,
+    *,
+    has_header: bool | None = None,
+    looks_like_file: Callable[[str], bool] | None = None,
+    max_rows: int | None = None,
+) -> PairsScan:
+    """Read ``pairs.csv`` once for what a job needs up front (names, row count, widths), keeping no row.
+
+    With :class:`PairsReader` for a second pass that scores and writes row by row, a million-row file is
+    never held as a million row objects.
+
+    Example:
+        >>> scan = scan_pairs_csv(b"a,b,note\\nx.jpg,y.jpg,1\\nx.jpg,z.jpg\\n")
+        >>> (scan.rows, scan.extra_width, sorted(scan.names), scan.extra_header())
+        (2, 1, ['x.jpg', 'y.jpg', 'z.jpg'], ('note',))
+    """
+    reader = PairsReader(data, has_header=has_header, looks_like_file=looks_like_file, max_rows=max_rows)
+    rows = 0
+    width = 0
+    names: set[str] = set()
+    for row in reader:
+        rows += 1
+        width = max(width, len(row.extra))
+        if row.ok:
+            names.add(row.file_a)
+            names.add(row.file_b)
+    if reader.header is not None:
+        width = max(width, len(reader.header) - 2)
+    return PairsScan(
+        header=reader.header,
+        delimiter=reader.delimiter,
+        encoding=reader.encoding,
+        rows=rows,
+        extra_width=width,
+        names=frozenset(names),
+    )
+
+
+class PairsReader:
+    """The rows of ``pairs.csv`` bytes, one at a time (see the module doc for the format).
+
+    ``header`` is set once the header row has been read (None when there is none); ``delimiter`` and
+    ``encoding`` are known from the start. Two readers of the same bytes and arguments give the same rows.
+
+    Raises:
+        CsvFormatError: a UTF-16 file that does not decode (at construction), or more than ``max_rows``
+            rows (while iterating).
+
+    Example:
+        >>> reader = PairsReader(b"left,right\\na.jpg,b.jpg\\n")
+        >>> [(row.row, row.file_a) for row in reader], reader.header
+        ([(1, 'a.jpg')], ('left', 'right'))
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        has_header: bool | None = None,
+        looks_like_file: Callable[[str], bool] | None = None,
+        max_rows: int | None = None,
+    ) -> None:
+        self._text, self.encoding = _decode(data)
+        self.delimiter = sniff_delimiter(self._text)
+        self.header: tuple[str, ...] | None = None
+        self._has_header = has_header
+        self._is_file = looks_like_file if looks_like_file is not None else looks_like_image_name
+        self._max_rows = max_rows
+
+    def __iter__(self) -> Iterator[PairRow]:
+        delimiter, is_file, has_header, max_rows = self.delimiter, self._is_file, self._has_header, self._max_rows
+        lines = _Lines(self._text)
+        reader = csv.reader(lines, delimiter=delimiter)
+        count = 0
+        header_decided = has_header is not None
+        self.header = None
+
+        def check_limit() -> None:
+            if max_rows is not None and count >= max_rows:
+                raise CsvFormatError(
+                    f"{PAIRS_FILE_NAME}: more than {max_rows} rows (the limit)", details={"max_rows": max_rows}
+                )
+
+        while True:
+            lines.start_row()
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                start = lines.row_start
+                check_limit()
+                count += 1
+                yield PairRow(
+                    row=count,
                     line=start,
                     file_a="",
                     file_b="",
                     error_code=_MALFORMED,
                     error_message=f"line {start}: cannot parse: {err}",
                 )
-            )
-            continue
-        start = lines.row_start
-        if lines.row_spans_lines() and _swallowed_lines(cells, delimiter, is_file):
-            # An unterminated quote: report this line alone and read the lines it swallowed again.
-            lines.reread_after_first()
-            if max_rows is not None and len(rows) >= max_rows:
-                raise CsvFormatError(
-                    f"{PAIRS_FILE_NAME}: more than {max_rows} rows (the limit)", details={"max_rows": max_rows}
-                )
-            first_line = _printable(lines.first_line_of_row().rstrip("\r\n"))
-            rows.append(
-                PairRow(
-                    row=len(rows) + 1,
+                continue
+            start = lines.row_start
+            if lines.row_spans_lines() and _swallowed_lines(cells, delimiter, is_file):
+                # An unterminated quote: report this line alone and read the lines it swallowed again.
+                lines.reread_after_first()
+                check_limit()
+                count += 1
+                first_line = _printable(lines.first_line_of_row().rstrip("\r\n"))
+                yield PairRow(
+                    row=count,
                     line=start,
                     file_a=_printable(cells[0].strip()) if cells and not _LINE_BREAK_RE.search(cells[0]) else "",
                     file_b="",
@@ -234,34 +332,34 @@ def parse_pairs_csv(
                     error_message=f"line {start}: unterminated quote (a quoted name must end on its line): "
                     f"{first_line[:200]}",
                 )
-            )
-            continue
-        if not any(cell.strip() for cell in cells):
-            continue  # blank line (or only separators)
-        if not header_decided:
-            header_decided = True
-            if _is_header(cells, is_file):
-                header = tuple(_printable(cell.strip()) for cell in cells)
                 continue
-        elif has_header and header is None:
-            header = tuple(_printable(cell.strip()) for cell in cells)
-            continue
-        if max_rows is not None and len(rows) >= max_rows:
-            raise CsvFormatError(
-                f"{PAIRS_FILE_NAME}: more than {max_rows} rows (the limit)", details={"max_rows": max_rows}
-            )
-        rows.append(_make_row(len(rows) + 1, start, cells, delimiter))
-    return PairsTable(rows=tuple(rows), header=header, delimiter=delimiter, encoding=encoding)
+            if not any(cell.strip() for cell in cells):
+                continue  # blank line (or only separators)
+            if not header_decided:
+                header_decided = True
+                if _is_header(cells, is_file):
+                    self.header = tuple(_printable(cell.strip()) for cell in cells)
+                    continue
+            elif has_header and self.header is None:
+                self.header = tuple(_printable(cell.strip()) for cell in cells)
+                continue
+            check_limit()
+            count += 1
+            yield _make_row(count, start, cells, delimiter)
 
 
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")
+_LINE_RE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+"""One line with its ending (universal newlines, as ``open(newline="")`` reads them); the last may lack one."""
 
 
 class _Lines:
     """The lines of a text for ``csv.reader``, numbered, with the lines of the current row kept for a re-read."""
 
     def __init__(self, text: str) -> None:
-        self._source = iter(io.StringIO(text, newline=""))
+        # Lines are sliced out of the text one at a time: io.StringIO(text) would first copy the whole
+        # file into a 4-bytes-a-character buffer (200 MB for a 1M-row pairs.csv).
+        self._source = (match.group() for match in _LINE_RE.finditer(text))
         self._pushed: list[tuple[int, str]] = []
         self._row: list[tuple[int, str]] = []
         self._next_number = 1
