@@ -248,6 +248,43 @@ def _round(value: float) -> int:
     return math.floor(value + 0.5)
 
 
+def input_plan(height: int, width: int, upsample: int, max_input_px: int | None) -> tuple[int, float]:
+    """How to run MMOD on an image within ``max_input_px``: ``(upsample, scale)``.
+
+    The network's activations grow with its input (about 125 bytes per pixel), so an image that would
+    exceed ``max_input_px`` once doubled ``upsample`` times is doubled fewer times, and one that exceeds
+    it as it is gets downsized by ``scale`` (boxes are then mapped back). None: always ``(upsample, 1.0)``.
+
+    Example:
+        >>> input_plan(250, 250, 1, 2_250_000), input_plan(1000, 1000, 1, 2_250_000)
+        ((1, 1.0), (0, 1.0))
+        >>> input_plan(3000, 3000, 1, 2_250_000)
+        (0, 0.5)
+    """
+    if max_input_px is None:
+        return upsample, 1.0
+    while upsample > 0 and height * width * 4**upsample > max_input_px:
+        upsample -= 1
+    if height * width <= max_input_px:
+        return upsample, 1.0
+    return 0, math.sqrt(max_input_px / (height * width))
+
+
+def rect_up(rect: Rect, back_x: float, back_y: float) -> Rect:
+    """An inclusive rectangle found in a downsized image, in the pixels of the original one.
+
+    Example:
+        >>> rect_up((10, 20, 29, 39), 2.0, 2.0)
+        (20, 40, 59, 79)
+    """
+    return (
+        round(rect[0] * back_x),
+        round(rect[1] * back_y),
+        round((rect[2] + 1) * back_x) - 1,
+        round((rect[3] + 1) * back_y) - 1,
+    )
+
+
 # --- decoding and non-max suppression ----------------------------------------------------------------------
 
 

@@ -21,7 +21,15 @@ import numpy as np
 from PIL import Image
 
 from faceprint.detect.dlib_hog import _clip_box
-from faceprint.detect.mmod_decode import MmodDetection, decode, pyramid_up, rect_down, tiled_pyramid
+from faceprint.detect.mmod_decode import (
+    MmodDetection,
+    decode,
+    input_plan,
+    pyramid_up,
+    rect_down,
+    rect_up,
+    tiled_pyramid,
+)
 from faceprint.embed.onnx import create_session
 from faceprint.errors import ModelError, UsageError
 from faceprint.models.dlib_to_onnx import MMOD_PARAMS_KEY, ConvertedModelCache, MmodParams
@@ -177,14 +185,7 @@ class OnnxMmodDetector:
             >>> detector.plan(250, 250), detector.plan(1000, 1000), detector.plan(3000, 3000)  # doctest: +SKIP
             ((1, 1.0), (0, 1.0), (0, 0.5))
         """
-        if self.max_input_px is None:
-            return self.upsample, 1.0
-        upsample = self.upsample
-        while upsample > 0 and height * width * 4**upsample > self.max_input_px:
-            upsample -= 1
-        if height * width <= self.max_input_px:
-            return upsample, 1.0
-        return 0, math.sqrt(self.max_input_px / (height * width))
+        return input_plan(height, width, self.upsample, self.max_input_px)
 
     def detect_rects(self, image: RGBImage) -> list[MmodDetection]:
         """What ``dlib.cnn_face_detection_model_v1(path)(image, upsample)`` returns, as dlib rectangles.
@@ -207,12 +208,7 @@ class OnnxMmodDetector:
             back_x, back_y = width / small_wh[0], height / small_wh[1]
             return [
                 MmodDetection(
-                    rect=(
-                        round(d.rect[0] * back_x),
-                        round(d.rect[1] * back_y),
-                        round((d.rect[2] + 1) * back_x) - 1,
-                        round((d.rect[3] + 1) * back_y) - 1,
-                    ),
+                    rect=rect_up(d.rect, back_x, back_y),
                     score=d.score,
                     window=d.window,
                     label=d.label,
