@@ -81,14 +81,16 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def wait_for(check: Callable[[], Any], *, timeout_s: float, what: str, poll_s: float = 0.1) -> Any:
+def wait_for(
+    check: Callable[[], Any], *, timeout_s: float, what: str, poll_s: float = 0.1, seen: Callable[[], Any] | None = None
+) -> Any:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(poll_s)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + ("" if seen is None else f" (last seen: {seen()})"))
 
 
 def api(port: int) -> httpx.Client:

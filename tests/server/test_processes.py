@@ -39,12 +39,15 @@ def _job(client: httpx.Client) -> tuple[str, list[str]]:
 
 
 def _mid_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
     def check() -> dict[str, Any] | None:
         page = client.get(f"/api/v1/jobs/{job_id}/detailed-results/", params={"limit": 1}).json()
         job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}/").json()
+        last.update(state=job["state"], progress=job["progress"], items=page["total"], errors=job["errors"])
         return job if page["total"] >= CHUNK_IMAGES and job["state"] == "running" else None
 
-    job: dict[str, Any] = wait_for(check, timeout_s=60, what="the job to be under way", poll_s=0.05)
+    job: dict[str, Any] = wait_for(check, timeout_s=90, what="the job to be under way", poll_s=0.05, seen=lambda: last)
     return job
 
 

@@ -150,6 +150,7 @@ def _canvas_has_box(page: Any, index: int) -> bool:
 def test_the_page_does_what_a_user_needs(service: str, browser: Any, tmp_path: Path) -> None:
     files = _files(tmp_path / "files")
     page = browser.new_page(viewport={"width": 1280, "height": 1100}, accept_downloads=True)
+    page.set_default_timeout(90_000)  # a loaded 2-core CI machine; nothing here is a speed assertion
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     external: list[str] = []
@@ -180,7 +181,7 @@ def test_the_page_does_what_a_user_needs(service: str, browser: Any, tmp_path: P
     page.wait_for_function("document.querySelector('#enroll-status').textContent.includes('enrolled')")
     status = page.text_content("#enroll-status") or ""
     assert "enrolled 1 photo" in status and "group.png: several_faces" in status
-    assert "1 persons" in (page.text_content("#gallery-list") or "")
+    page.wait_for_function("document.querySelector('#gallery-list').textContent.includes('staff: 1 person,')")
 
     # Upload images (and a video), pick the gallery and options, start the job, watch it finish.
     media = [str(files["ruby-again.png"]), str(files["group.png"])]

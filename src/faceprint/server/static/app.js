@@ -77,7 +77,8 @@ async function loadGalleries() {
   select.replaceChildren();
   boxes.replaceChildren(el("legend", { text: "Galleries to search" }));
   for (const gallery of page.data) {
-    list.appendChild(el("li", { text: `${gallery.name}: ${gallery.persons} persons, ${gallery.templates} photos` }));
+    const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+    list.appendChild(el("li", { text: `${gallery.name}: ${plural(gallery.persons, "person")}, ${plural(gallery.templates, "photo")}` }));
     select.appendChild(el("option", { value: gallery.id, text: gallery.name }));
     const box = el("input", { type: "checkbox", value: gallery.id, name: "gallery" });
     box.checked = true;
