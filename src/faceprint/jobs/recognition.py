@@ -154,6 +154,8 @@ def run_face_recognition(ctx: JobContext) -> JobOutcome:
         if params.index_unknowns:
             ctx.layout.index_gallery.parent.mkdir(parents=True, exist_ok=True)
             index_into = stack.enter_context(SqliteGallery(ctx.layout.index_gallery, create=True, name="index"))
+            # The index is searched too, so a face indexed (or renamed) by an earlier job is recognised.
+            galleries = [*galleries, index_into]
         images: list[int] = []
         videos: list[int] = []
         for index, record in enumerate(records):
