@@ -41,7 +41,13 @@ _CPU = "CPUExecutionProvider"
 
 
 def import_onnxruntime() -> Any:
-    """Import onnxruntime lazily, with an actionable error when it is missing."""
+    """Import onnxruntime lazily, with an actionable error when it is missing.
+
+    Its telemetry is switched off first (``ORT_DISABLE_TELEMETRY``, read when the library loads): otherwise
+    ONNX Runtime writes a device id and an event store under ``~/.cache/Microsoft`` and a session file in
+    ``TMPDIR`` on every run, which confidential mode forbids (tests/confidential). A user's own setting wins.
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     try:
         import onnxruntime
     except ImportError as err:

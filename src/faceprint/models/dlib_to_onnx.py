@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from faceprint.errors import BackendUnavailableError, ChecksumMismatchError, ModelError, ModelNotFoundError
-from faceprint.models.store import DIGESTS_FILE_NAME, DigestCache
+from faceprint.models.store import DIGESTS_FILE_NAME, DigestCache, confidential_mode
 
 if TYPE_CHECKING:
     import onnx
@@ -1027,6 +1027,12 @@ def _directory_lock(directory: Path) -> Iterator[None]:
         os.close(handle)  # closing releases the lock
 
 
+class ConvertedModelMissingError(ModelNotFoundError):
+    """Confidential mode needs a conversion the cache does not hold, and may not write it."""
+
+    code = "converted_model_missing"
+
+
 class ConvertedModelCache:
     """Converts dlib networks to ONNX once and keeps the result in a directory.
 
@@ -1123,6 +1129,12 @@ class ConvertedModelCache:
         with self._lock:
             if self._fresh(path, sidecar, recipe, digest_key):
                 return path
+            if confidential_mode():
+                raise ConvertedModelMissingError(
+                    f"{path} is missing or stale, and confidential mode (FACEPRINT_CONFIDENTIAL) writes no cache: "
+                    "load the models once without it (e.g. `faceprint embed` of any photo) to prepare the model dir",
+                    details={"file": str(path)},
+                )
             with _directory_lock(self.directory):
                 # Another process may have built it while we waited for the lock.
                 if self._fresh(path, sidecar, recipe, digest_key):

@@ -37,6 +37,15 @@ def default_model_dir() -> Path:
     return base / "faceprint" / "models"
 
 
+def confidential_mode() -> bool:
+    """``FACEPRINT_CONFIDENTIAL`` is on: model caches are read, never written (see docs/privacy.md).
+
+    Read from the environment, like ``FACEPRINT_MODEL_DIR``, because every worker process builds its own
+    pipeline and inherits the environment, not the parent's objects.
+    """
+    return os.environ.get("FACEPRINT_CONFIDENTIAL", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def dlib_models_dir() -> Path | None:
     """The ``models/`` folder of the installed ``face-recognition-models`` distribution, if any."""
     spec = importlib.util.find_spec("face_recognition_models")
@@ -169,7 +178,7 @@ class DigestCache:
         return entries
 
     def _save_locked(self, changed: str) -> None:
-        if self.path is None:
+        if self.path is None or confidential_mode():
             return
         # Merge with what other processes wrote since we read the file; ours wins for the file we hashed.
         merged = self._read_file()
