@@ -4,6 +4,7 @@ Example:
     >>> from faceprint.gallery import SqliteGallery, search
     >>> gallery = SqliteGallery.open("staff.sqlite")  # doctest: +SKIP
     >>> search(probes, [gallery], top_k=3)  # doctest: +SKIP
+    >>> staff = open_gallery_url("postgresql://db/faces?gallery=staff")  # doctest: +SKIP
 """
 
 from faceprint.gallery.base import (
@@ -15,6 +16,9 @@ from faceprint.gallery.base import (
     Template,
     resolve_person,
 )
+from faceprint.gallery.migrate import migrate_gallery
+from faceprint.gallery.open import open_gallery_url
+from faceprint.gallery.pgvector import PgvectorGallery
 from faceprint.gallery.search import MultiGalleryIndex, search
 from faceprint.gallery.sqlite import SqliteGallery
 
@@ -24,9 +28,12 @@ __all__ = [
     "IdentifyResult",
     "MultiGalleryIndex",
     "Person",
+    "PgvectorGallery",
     "SearchHit",
     "SqliteGallery",
     "Template",
+    "migrate_gallery",
+    "open_gallery_url",
     "resolve_person",
     "search",
 ]
