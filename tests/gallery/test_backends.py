@@ -416,3 +416,44 @@ def test_several_processes_write_one_gallery(backend: Backend) -> None:
     assert gallery.contract_id == CONTRACT
     snapshot = gallery.snapshot()
     assert np.bincount(snapshot.person_rows).tolist() == [2] * 20
+
+
+def test_resolve_or_add_person_finds_or_creates_exactly_one(backend: Backend) -> None:
+    gallery = backend.create()
+    jane = gallery.resolve_or_add_person("Jane Doe")
+    assert gallery.resolve_or_add_person("Jane Doe") == jane
+    assert gallery.resolve_or_add_person("jane doe") == jane
+    assert gallery.resolve_or_add_person(jane.person_id) == jane
+    assert len(gallery.persons()) == 1
+    gallery.add_person("Jane Doe")
+    with pytest.raises(AmbiguousPersonError):
+        gallery.resolve_or_add_person("JANE DOE")
+
+
+_ENROLLER = textwrap.dedent(
+    """
+    import sys
+    from faceprint.gallery.pgvector import PgvectorGallery
+    from faceprint.gallery.sqlite import SqliteGallery
+
+    kind, where, name = sys.argv[1:4]
+    gallery = SqliteGallery(where, busy_timeout_s=60) if kind == "sqlite" else PgvectorGallery(where, name)
+    with gallery:
+        for _ in range(5):
+            print(gallery.resolve_or_add_person("New Person").person_id)
+    """
+)
+
+
+def test_concurrent_first_enrolments_of_a_name_make_one_person(backend: Backend) -> None:
+    gallery = backend.create()
+    where = str(gallery.path) if backend.kind == "sqlite" else str(backend.url)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _ENROLLER, backend.kind, where, gallery.name], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    ids = {line for proc in procs for line in proc.communicate(timeout=120)[0].split()}
+    assert [proc.returncode for proc in procs] == [0, 0, 0]
+    assert len(ids) == 1 and [p.person_id for p in gallery.persons()] == list(ids)

@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import (
+    AmbiguousPersonError,
     DatabaseSearch,
     GalleryExistsError,
     GalleryFormatError,
@@ -514,6 +515,50 @@ class PgvectorGallery:
                 self._person_select() + ' WHERE p.name = %s ORDER BY p.person_id COLLATE "C"', (name,)
             ).fetchall()
         return [self._person(row) for row in rows]
+
+    def resolve_or_add_person(self, ref: str) -> Person:
+        """The person ``ref`` names (an id, else a unique name, exact then case-insensitive), else a new one.
+
+        Lookup and creation are one write transaction holding the gallery's write lock, so concurrent first
+        enrolments of a new name, from any number of processes and hosts, create exactly one person. The
+        case-insensitive match compares ``lower()`` in the database, then ``casefold()``.
+
+        Raises:
+            AmbiguousPersonError: several persons carry that name (use the id).
+
+        Example:
+            >>> gallery.resolve_or_add_person("jane doe").name  # doctest: +SKIP
+            'Jane Doe'
+        """
+        with self._write() as cur:
+            row = cur.execute(self._person_select() + " WHERE p.person_id = %s", (ref,)).fetchone()
+            if row is not None:
+                return self._person(row)
+            found = [
+                self._person(r)
+                for r in cur.execute(
+                    self._person_select() + ' WHERE p.name = %s ORDER BY p.person_id COLLATE "C"', (ref,)
+                ).fetchall()
+            ]
+            if not found:
+                wanted = ref.strip().casefold()
+                found = [
+                    self._person(r)
+                    for r in cur.execute(
+                        self._person_select() + ' WHERE lower(p.name) = lower(%s) ORDER BY p.person_id COLLATE "C"',
+                        (ref.strip(),),
+                    ).fetchall()
+                    if str(r[1]).casefold() == wanted
+                ]
+            if len(found) > 1:
+                ids = ", ".join(person.person_id for person in found)
+                raise AmbiguousPersonError(
+                    f"{len(found)} persons are named {ref!r} in gallery {self._name!r}; use an id: {ids}",
+                    details={"person": ref, "person_ids": [person.person_id for person in found]},
+                )
+            if found:
+                return found[0]
+            return self._add_person(cur, ref, person_id=None, is_unknown=False)
 
     def add_person(self, name: str, *, person_id: str | None = None, is_unknown: bool = False) -> Person:
         """Add a person without templates (enrol them with :meth:`enroll`)."""
