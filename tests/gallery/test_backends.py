@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -457,3 +458,31 @@ def test_concurrent_first_enrolments_of_a_name_make_one_person(backend: Backend)
     ids = {line for proc in procs for line in proc.communicate(timeout=120)[0].split()}
     assert [proc.returncode for proc in procs] == [0, 0, 0]
     assert len(ids) == 1 and [p.person_id for p in gallery.persons()] == list(ids)
+
+
+def test_enrol_and_identify_through_the_engine_answer_alike(tmp_path: Path, postgres_url: str) -> None:
+    from faceprint.analyze import AnalyzeItem, Analyzer
+    from faceprint.enroll import enroll, plan_for_person
+    from faceprint.gallery.pgvector import PgvectorGallery
+    from faceprint.gallery.sqlite import SqliteGallery
+    from faceprint.identify import identify_images
+    from faceprint.testing import fake_pipeline_factory, make_face_png
+
+    people = {"Ruby": (200, 20, 20), "Bluebell": (20, 20, 200), "Fern": (20, 200, 20)}
+    probes = [AnalyzeItem(f"{name}.png", make_face_png(rgb, size_wh=(40, 40))) for name, rgb in people.items()]
+    probes.append(AnalyzeItem("stranger.png", make_face_png((120, 120, 120))))
+    answers = []
+    with Analyzer(workers=1, executor="local", pipeline_factory=fake_pipeline_factory) as analyzer:
+        for gallery in (
+            SqliteGallery.create(tmp_path / "staff.sqlite"),
+            PgvectorGallery.create(postgres_url, f"staff-{uuid.uuid4().hex[:8]}"),
+        ):
+            with gallery:
+                for name, rgb in people.items():
+                    enroll(gallery, analyzer, plan_for_person(name, [AnalyzeItem(f"{name}-0", make_face_png(rgb))]))
+                run = identify_images(probes, analyzer, [gallery], top_k=2)
+                answers.append(
+                    [(f.image_id, f.label, f.is_unknown, round(f.similarity or 0.0, 5)) for f in run.faces]
+                )
+    assert answers[0] == answers[1]
+    assert [label for _, label, _, _ in answers[0]][:3] == list(people)
