@@ -481,3 +481,19 @@ def test_the_crashing_fake_kills_its_process_when_it_detects() -> None:
 
 def _crash_with(method: str) -> None:
     getattr(crashing_pipeline_factory(PipelineConfig()), method)(decode_image(make_face_png(RED)))
+
+
+@pytest.mark.integration
+def test_a_second_load_hashes_and_converts_nothing() -> None:
+    from faceprint.errors import ModelError
+    from faceprint.models.store import ModelStore
+    from faceprint.pipeline import load_pipeline
+
+    try:
+        load_pipeline(PipelineConfig(intra_op_threads=1))  # the first load may verify and convert
+    except ModelError as err:
+        pytest.skip(f"real model weights unavailable: {err}")
+    store = ModelStore()  # a new store reads the digests the first one wrote, as the next process does
+    pipeline = load_pipeline(PipelineConfig(intra_op_threads=1), store=store)
+    assert store.digests.hashed_files == 0
+    assert pipeline.spec.id == "dlib-resnet-v1"
