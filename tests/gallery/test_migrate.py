@@ -204,3 +204,19 @@ def test_the_migrate_command(tmp_path: Path, postgres_url: str, monkeypatch: pyt
     assert (report["persons"], report["templates"], report["verified"]) == (4, 5, True)
     again = CliRunner().invoke(app, ["migrate", "staff", target])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_the_registered_command(tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from faceprint.cli.main import app
+
+    monkeypatch.setenv("FACEPRINT_GALLERY_DIR", str(tmp_path))
+    target = gallery_url(postgres_url, _name())
+    with SqliteGallery.create(tmp_path / "staff.sqlite") as gallery:
+        _fill(gallery)
+    result = CliRunner().invoke(app, ["gallery", "migrate", "staff", target])
+    assert result.exit_code == 0, result.output
+    assert "copied 4 person(s) (1 unknown), 5 template(s)" in result.output
+    back = CliRunner().invoke(app, ["gallery", "migrate", target, str(tmp_path / "back.sqlite"), "--json"])
+    assert back.exit_code == 0 and json.loads(back.output)["templates"] == 5

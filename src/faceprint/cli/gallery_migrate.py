@@ -28,11 +28,11 @@ def migrate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Copy a gallery to another backend (SQLite <-> PostgreSQL), verified: persons, templates, unknowns, contract."""
-    from faceprint.cli.gallery import gallery_dir
+    from faceprint.cli.common import current_settings
     from faceprint.gallery.migrate import migrate_gallery
     from faceprint.gallery.open import resolve_gallery_ref
 
-    directory = gallery_dir()
+    directory = current_settings().gallery_dir
     summary = migrate_gallery(
         resolve_gallery_ref(source, gallery_dir=directory), resolve_gallery_ref(destination, gallery_dir=directory)
     )
