@@ -56,7 +56,7 @@ class Runner:
                 store,
                 self.settings.layout,
                 analyzer,
-                config=WorkerConfig(lease_s=10, heartbeat_s=0.2),
+                config=WorkerConfig(lease_s=10, heartbeat_s=0.2, limits=self.settings.limits),
                 pipeline_factory_ref=FAKE,
             )
             while worker.run_once():

@@ -46,3 +46,28 @@ def test_video_job_gives_deepva_segments(client: TestClient, runner: Runner, tmp
     assert segment["media_type"] == "video" and segment["source"] == video["uri"]  # never the server's path
     assert {"frame_start", "frame_end", "time_start", "time_end", "tc_start", "tc_end", "detections"} <= set(segment)
     assert segment["tc_start"].count(":") == 3
+
+
+def test_video_limits_are_that_sources_error(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient as Client
+
+    from faceprint.server.app import create_app
+    from faceprint.server.settings import ServerSettings
+
+    from .conftest import FAKE, KEY
+
+    for limits, code in [({"max_video_duration_s": 1.0}, "video_too_long"), ({"max_video_side_px": 64}, None)]:
+        settings = ServerSettings(data_dir=tmp_path / code_dir(limits), api_keys=KEY, pipeline_factory=FAKE, **limits)
+        with Client(create_app(settings), headers={"Authorization": f"Key {KEY}"}) as client:
+            video = upload(client, _clip(tmp_path / f"{code_dir(limits)}.mp4"), "clip.mp4")
+            job = client.post("/api/v1/jobs/", json={"sources": [video["uri"]], "modules": {"face_recognition": {}}})
+            Runner(settings).run_all()
+            done = client.get(f"/api/v1/jobs/{job.json()['id']}").json()
+            assert done["state"] == "completed" and len(done["errors"]) == 1, done
+            if code is not None:
+                assert done["errors"][0]["code"] == code
+            assert client.get(f"/api/v1/jobs/{job.json()['id']}/detailed-results/").json()["total"] == 0
+
+
+def code_dir(limits: dict[str, float]) -> str:
+    return "-".join(limits)

@@ -30,6 +30,7 @@ class JobLimits:
     """Rows one ``pairs.csv`` may have."""
     max_video_side_px: int = 8192
     max_video_pixels: int = 40_000_000
+    max_video_duration_s: float = 4 * 3600.0
 
 
 class ProgressCell:

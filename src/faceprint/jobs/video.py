@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from faceprint.jobs.context import JobContext
     from faceprint.jobs.recognition import RecognitionParams
 
-__all__ = ["analyze_video_source", "video_available"]
+__all__ = ["VideoTooLongError", "analyze_video_source", "video_available"]
+
+
+class VideoTooLongError(InputError):
+    """A video longer than the server's limit (``FACEPRINT_MAX_VIDEO_DURATION_S``)."""
+
+    code = "video_too_long"
+    http_status = 413
+
 
 _POSITION_STRIDE = 1_000_000
 
@@ -60,7 +68,7 @@ def analyze_video_source(
         )
     from fractions import Fraction
 
-    from faceprint.io.video import VideoLimits
+    from faceprint.io.video import VideoLimits, open_video
     from faceprint.video import pipeline as video
     from faceprint.video.engine import AnalyzerVideoEngine  # type: ignore[import-not-found,unused-ignore]
 
@@ -72,6 +80,21 @@ def analyze_video_source(
         limits=VideoLimits(max_side_px=ctx.limits.max_video_side_px, max_pixels=ctx.limits.max_video_pixels),
     )
     engine = AnalyzerVideoEngine(ctx.video_analyzer())
+
+    try:
+        with open_video(path, limits=options.limits) as reader:
+            duration_s = float(reader.info.duration_s)
+    except InputError as err:
+        return err, [], None
+    if duration_s > ctx.limits.max_video_duration_s:
+        return (
+            VideoTooLongError(
+                f"{uri}: {duration_s:.1f} s long, the limit is {ctx.limits.max_video_duration_s:.0f} s",
+                details={"duration_s": duration_s},
+            ),
+            [],
+            None,
+        )
 
     def progress(p: Any) -> None:
         if p.total_frames:

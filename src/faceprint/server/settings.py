@@ -46,6 +46,7 @@ class _Values(BaseSettings):
     max_pairs: int = Field(default=1_000_000, ge=1)
     max_video_side_px: int = Field(default=8192, ge=16)
     max_video_pixels: int = Field(default=40_000_000, ge=256)
+    max_video_duration_s: float = Field(default=4 * 3600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=100)
     lease_s: float = Field(default=30.0, ge=0.5, le=3600)
     heartbeat_s: float = Field(default=1.0, gt=0, le=2.0)
@@ -111,6 +112,7 @@ class ServerSettings:
             max_pairs=v.max_pairs,
             max_video_side_px=v.max_video_side_px,
             max_video_pixels=v.max_video_pixels,
+            max_video_duration_s=v.max_video_duration_s,
         )
 
     @property
