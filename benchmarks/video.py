@@ -119,7 +119,12 @@ def _run_with_rusage(command: list[str]) -> dict[str, Any]:
         out.seek(0)
         err.seek(0)
         text, error = out.read().decode(), err.read().decode()
-    result: dict[str, Any] = {"wall_s": wall, "returncode": child.returncode, "peak_rss_mb": usage.ru_maxrss / 1024}
+    result: dict[str, Any] = {
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "returncode": child.returncode,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+    }
     try:
         result.update(json.loads(text or "{}"))
     except json.JSONDecodeError:
@@ -187,6 +192,7 @@ def main() -> None:
         sys.stdout.write(json.dumps(baseline_child(args.video, args.data)))
         return
 
+    loads = os.getloadavg()  # the machine may be shared: the figures are only as quiet as it is
     work = Path(tempfile.mkdtemp(prefix="faceprint-video-bench-"))
     cuts = _face_cuts(args.data)
     gallery = _gallery(work / "people.sqlite", args.data)
@@ -204,21 +210,24 @@ def main() -> None:
         )
         rows.append((size_wh, ours, theirs))
 
+    load_after = os.getloadavg()[0]
     print(f"\nreal-time factor (processing time / video duration; < 1 is faster than real time), {args.seconds:.0f} s")
     print(
         f"clips at 25 fps, sampled {SAMPLE_FPS} fps, start-up included, {os.cpu_count()} cores, "
-        f"faceprint --workers {args.workers}\n"
+        f"faceprint --workers {args.workers}; load average {loads[0]:.1f} before, {load_after:.1f} after"
     )
+    print("RTF = wall time / duration; CPU/s = CPU seconds (the process and its workers) per second of video\n")
     print(
-        f"{'clip':>10} | {'faceprint RTF':>13} | {'baseline RTF':>12} | {'speed-up':>8} | {'fp RSS MB':>9} | "
-        f"{'base RSS MB':>11} | faceprint found"
+        f"{'clip':>10} | {'faceprint RTF':>13} | {'CPU/s':>5} | {'baseline RTF':>12} | {'CPU/s':>5} | "
+        f"{'speed-up':>8} | {'fp RSS MB':>9} | {'base RSS MB':>11} | faceprint found"
     )
     for (width, height), ours, theirs in rows:
         rtf = ours["wall_s"] / args.seconds
         base = theirs["wall_s"] / args.seconds if "error" not in theirs else float("nan")
         found = ours.get("persons", ours.get("error", "")[:80])
         print(
-            f"{width:>5}x{height:<4} | {rtf:>13.3f} | {base:>12.3f} | {base / rtf:>7.1f}x | "
+            f"{width:>5}x{height:<4} | {rtf:>13.3f} | {ours['cpu_s'] / args.seconds:>5.2f} | {base:>12.3f} | "
+            f"{theirs['cpu_s'] / args.seconds:>5.2f} | {base / rtf:>7.1f}x | "
             f"{ours['peak_rss_mb']:>9.0f} | {theirs['peak_rss_mb']:>11.0f} | {found}"
         )
         if "error" in theirs:
@@ -231,9 +240,11 @@ def main() -> None:
             output = work / f"long-{minutes:g}min.json"
             measured = _run_with_rusage(faceprint_command(clip, gallery, output, args.workers))
             segments = len(json.loads(output.read_text())["data"]) if output.exists() else None
+            seconds = minutes * 60
             print(
-                f"  {minutes:>4g} min: peak RSS {measured['peak_rss_mb']:.0f} MB "
-                f"RTF {measured['wall_s'] / (minutes * 60):.3f}, {segments} segments"
+                f"  {minutes:>4g} min: peak RSS {measured['peak_rss_mb']:.0f} MB, "
+                f"RTF {measured['wall_s'] / seconds:.3f}, CPU/s {measured['cpu_s'] / seconds:.2f}, "
+                f"{segments} segments, load average {os.getloadavg()[0]:.1f}"
                 + (f"  ERROR {measured['error'][:200]}" if "error" in measured else "")
             )
     print(f"\n(work files in {work})")
