@@ -271,3 +271,45 @@ def test_detection_on_downsized_frames_gives_full_frame_boxes(
         assert a["data"] == pytest.approx(b["data"], abs=0.01)
     # Chips are still cut from the full frame: 50 px squares with their padding, not 25 px ones.
     assert max(shape[0] for shape in colour_engine.embedded_shapes) >= 100
+
+
+def test_corrupt_frames_are_counted_and_a_cut_file_is_flagged(
+    tmp_path: Path, colour_engine: Any, staff: SqliteGallery
+) -> None:
+    import av
+
+    video = tmp_path / "corrupt.avi"
+    rng = np.random.default_rng(3)
+    faces = [square(RED, 0, 99, (20, 20), (200, 100))]
+    with av.open(str(video), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=25, options={"g": "10"})
+        stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 320, 240, "yuv420p", 2_000_000
+        for i, image in enumerate(render_scene(SIZE_WH, 100, faces)):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                if packet.pts in (42, 43):  # noise instead of two frames in the middle
+                    noise = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                    noise.pts, noise.dts, noise.time_base, noise.stream = (
+                        packet.pts,
+                        packet.dts,
+                        packet.time_base,
+                        stream,
+                    )
+                    packet = noise
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    result = analyze_videos([video], colour_engine, [staff]).to_deepva()
+    processing = result["summary"][0]["processing"]
+    assert processing["corrupt_frames"] == 2 and processing["error"] is None and not processing["truncated"]
+    assert by_person(result) == {"Ada": [(0, 95)]}  # the rest processed, indices unchanged
+
+    cut = tmp_path / "cut.mkv"
+    full = make_video(tmp_path / "full.mkv", Fraction(25), faces, frames=100, codec="mpeg4")
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    result = analyze_videos([cut], colour_engine, [staff]).to_deepva()
+    processing = result["summary"][0]["processing"]
+    assert processing["truncated"] and processing["warning"]["code"] == "truncated_video"
+    (segment,) = result["data"]
+    assert segment["frame_start"] == 0 and segment["frame_end"] < 99
