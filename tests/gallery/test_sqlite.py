@@ -237,8 +237,13 @@ def test_newer_or_foreign_files_are_refused(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE things (x)")
     conn.commit()
     conn.close()
+    before = foreign.read_bytes()
     with pytest.raises(GalleryFormatError):
         SqliteGallery.open(foreign)
+    with pytest.raises(GalleryFormatError):
+        SqliteGallery(foreign, create=True)
+    assert foreign.read_bytes() == before  # not even switched to WAL
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("foreign")) == ["foreign.sqlite"]
 
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"this is not a database at all" * 100)

@@ -257,6 +257,10 @@ class SqliteGallery:
         self._conn = conn
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            # Read-only look first: another program's SQLite file must not even have its journal mode changed.
+            tables = {str(row[0]) for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables - {"sqlite_sequence"} and "schema_version" not in tables:
+                raise GalleryFormatError(f"{self._path} is an SQLite file but not a faceprint gallery")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
             # NORMAL is durable across application crashes in WAL mode; only an OS crash can lose the last commit.
