@@ -43,7 +43,12 @@ so the same photo under two names is decoded and embedded once per dataset; only
 memory, never images. With ``workers > 1`` a process pool embeds in parallel: each worker builds its own
 pipeline once (with one inference thread, so N workers use N cores, not N²), photos travel as bytes and
 come back as faceprints or an error code, and at most ``2 × workers`` photos are in flight, which bounds
-memory. Rows are then scored in the main process (cosine + calibration: cheap).
+memory. Rows are then scored in the main process (cosine + calibration: cheap), each distinct pair of
+photos compared once. ``pairs.csv`` is read in two streaming passes (:func:`~faceprint.batch.pairs_csv.
+scan_pairs_csv` for the names to embed, then :class:`~faceprint.batch.pairs_csv.PairsReader` to score and
+write row by row), and ``output.csv`` is written as UTF-8 bytes as it goes: the work is linear in the rows
+and the memory is the CSV bytes, not one object per row (1M rows over 50 photos: about a minute and
+325 MB with the real models; ``benchmarks/pairs_scale.py``).
 
 Several faces in a photo: ``face="primary"`` (default) compares the main face of each photo, the largest
 once faces far from the centre are discounted (:func:`faceprint.pipeline.face_prominence`);
@@ -157,7 +162,7 @@ ERROR_FILE = "processing.error"
 RUN_JSON = "run.json"
 ERROR_COLUMNS = ("row", "line", "file_a", "file_b", "failed_file", "code", "message")
 BASE_COLUMNS = ("file_a", "file_b", "probability")
-DETAIL_COLUMNS = ("similarity", "match", "faces_a", "faces_b", "status")
+DETAIL_COLUMNS = ("similarity", "match", "faces_a", "faces_b", "status", "flags")
 DEFAULT_ARCHIVE_NAME = "results.tar.gz"
 _INPUT_FOLDER_RE = re.compile(r"^input-(\d+)$")
 
@@ -434,6 +439,8 @@ def _output_cells(row: PairRow, scored: _Scored, details: bool, extra_width: int
             "" if scored.faces_a is None else str(scored.faces_a),
             "" if scored.faces_b is None else str(scored.faces_b),
             "ok" if not scored.problems else scored.problems[0].code,
+            # Honest flags: a face outside the quality range the calibration was fitted on (docs/quality.md).
+            "" if comparison is None else ";".join(comparison.flags),
         ]
     return cells + [escape(cell) for cell in row.extra] + [""] * (extra_width - len(row.extra))
 
