@@ -313,3 +313,10 @@ def test_corrupt_frames_are_counted_and_a_cut_file_is_flagged(
     assert processing["truncated"] and processing["warning"]["code"] == "truncated_video"
     (segment,) = result["data"]
     assert segment["frame_start"] == 0 and segment["frame_end"] < 99
+
+
+def test_without_galleries_everyone_is_unknown(tmp_path: Path, colour_engine: Any) -> None:
+    video = make_video(tmp_path / "clip.mp4", Fraction(25), scene())
+    result = analyze_videos([video], colour_engine, [], options=VideoOptions(cluster_unknowns=True)).to_deepva()
+    assert sorted(by_person(result)) == ["Unknown #1", "Unknown #2", "Unknown #3"]
+    assert all(s["meta"]["closest_person"] is None and s["meta"]["mean_distance"] is None for s in result["data"])
