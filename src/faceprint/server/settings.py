@@ -54,6 +54,8 @@ class _Values(BaseSettings):
     """``module:function`` building the pipeline (tests: ``faceprint.testing:fake_pipeline_factory``)."""
     engine_workers: int = Field(default=1, ge=1, le=256)
     database_url: str | None = None
+    allowed_url_hosts: str | None = None
+    """Comma-separated hosts whose http(s) URLs may be job sources (fetched into storage); none by default."""
     """A ``postgresql://`` URL: the job queue in PostgreSQL (many hosts) instead of the data dir's SQLite."""
 
 
@@ -91,6 +93,11 @@ class ServerSettings:
         if raw is None:
             return ()
         return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+    @property
+    def allowed_url_hosts(self) -> tuple[str, ...]:
+        raw = self._values.allowed_url_hosts
+        return () if raw is None else tuple(h.strip().lower() for h in raw.split(",") if h.strip())
 
     @property
     def max_upload_bytes(self) -> int:

@@ -12,6 +12,7 @@ from faceprint.errors import UsageError
 from faceprint.jobs.model import JobState, JobStateError, NewJob
 from faceprint.jobs.uploads import InvalidSourceError, parse_storage_uri
 from faceprint.server.deps import ServiceDep, base_url
+from faceprint.server.fetch import fetch_url
 from faceprint.server.schemas import JobCreate, item_to_dict, job_to_dict, page_to_dict
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -40,18 +41,26 @@ def create_job(body: JobCreate, request: Request, service: ServiceDep) -> dict[s
             details={"field": "sources", "max_sources": limits.max_sources},
         )
     types: list[str] = []
+    sources: list[str] = []
+    allowed = service.settings.allowed_url_hosts
     for index, uri in enumerate(body.sources):
+        if allowed and uri.startswith(("http://", "https://")):
+            record = fetch_url(
+                uri, allowed_hosts=allowed, uploads=service.uploads, max_bytes=service.settings.max_upload_bytes
+            )
+            uri = record.uri
         try:
             types.append(service.uploads.get(parse_storage_uri(uri)).media_type)
         except InvalidSourceError as err:
             raise InvalidSourceError(f"sources.{index}: {err.message}", details={"field": f"sources.{index}"}) from None
+        sources.append(uri)
     kind = body.modules.kind
     if kind == "face_pairs" and any(t != "archive" for t in types):
         raise InvalidSourceError(
             "face_pairs sources must be dataset archives (TAR or TAR.GZ)", details={"field": "sources"}
         )
     job = service.store.create(
-        NewJob(kind, tuple(body.sources), body.modules.params(), tag=body.tag, media_type=_media_type(types)),
+        NewJob(kind, tuple(sources), body.modules.params(), tag=body.tag, media_type=_media_type(types)),
         max_attempts=service.settings.max_attempts,
     )
     return job_to_dict(job, base_url=base_url(request), now_s=time.time())
