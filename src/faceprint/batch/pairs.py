@@ -44,9 +44,9 @@ memory, never images. With ``workers > 1`` a process pool embeds in parallel: ea
 pipeline once (with one inference thread, so N workers use N cores, not N²), photos travel as bytes and
 come back as faceprints or an error code, and at most ``2 × workers`` photos are in flight, which bounds
 memory. Rows are then scored in the main process (cosine + calibration: cheap), each distinct pair of
-photos compared once. ``pairs.csv`` is read in two streaming passes (:func:`~faceprint.batch.pairs_csv.
-scan_pairs_csv` for the names to embed, then :class:`~faceprint.batch.pairs_csv.PairsReader` to score and
-write row by row), and ``output.csv`` is written as UTF-8 bytes as it goes: the work is linear in the rows
+photos compared once. ``pairs.csv`` is read in two streaming passes
+(:func:`~faceprint.batch.pairs_csv.scan_pairs_csv` for the names to embed, then
+:class:`~faceprint.batch.pairs_csv.PairsReader` to score and write row by row), and ``output.csv`` is written as UTF-8 bytes as it goes: the work is linear in the rows
 and the memory is the CSV bytes, not one object per row (1M rows over 50 photos: about a minute and
 325 MB with the real models; ``benchmarks/pairs_scale.py``).
 
