@@ -46,9 +46,10 @@ come back as faceprints or an error code, and at most ``2 × workers`` photos ar
 memory. Rows are then scored in the main process (cosine + calibration: cheap), each distinct pair of
 photos compared once. ``pairs.csv`` is read in two streaming passes
 (:func:`~faceprint.batch.pairs_csv.scan_pairs_csv` for the names to embed, then
-:class:`~faceprint.batch.pairs_csv.PairsReader` to score and write row by row), and ``output.csv`` is written as UTF-8 bytes as it goes: the work is linear in the rows
-and the memory is the CSV bytes, not one object per row (1M rows over 50 photos: about a minute and
-325 MB with the real models; ``benchmarks/pairs_scale.py``).
+:class:`~faceprint.batch.pairs_csv.PairsReader` to score and write row by row), and ``output.csv`` is
+written as UTF-8 bytes as it goes: the work is linear in the rows and the memory is the CSV bytes, not one
+object per row (1M rows over 50 photos: about a minute and 325 MB with the real models;
+``benchmarks/pairs_scale.py``).
 
 Several faces in a photo: ``face="primary"`` (default) compares the main face of each photo, the largest
 once faces far from the centre are discounted (:func:`faceprint.pipeline.face_prominence`);
