@@ -121,3 +121,24 @@ def test_sigkill_of_the_server_mid_job_loses_nothing(tmp_path: Path) -> None:
         stop(server)
         if worker is not None:
             stop(worker)
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_running_job_in_its_worker(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_server(tmp_path / "data", port, workers=1)
+    try:
+        with api(port) as client:
+            job_id, _ = _job(client)
+            _mid_job(client, job_id)
+            assert client.delete(f"/api/v1/jobs/{job_id}").json()["state"] == "running"  # flagged, stopping
+            done = wait_for(
+                lambda: (j := client.get(f"/api/v1/jobs/{job_id}/").json())["state"] != "running" and j,
+                timeout_s=60,
+                what="the job to stop",
+            )
+            assert done["state"] == "cancelled" and done["progress"] < 1.0
+            items = client.get(f"/api/v1/jobs/{job_id}/detailed-results/", params={"limit": 1000}).json()["total"]
+            assert items < PHOTOS  # it stopped part-way; what was done is kept
+    finally:
+        stop(server)
