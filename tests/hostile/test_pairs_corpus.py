@@ -580,3 +580,30 @@ def test_the_gzip_helper_really_corrupts_only_the_trailer(tmp_path: Path) -> Non
     with pytest.raises(gzip.BadGzipFile, match="CRC"):
         gzip.decompress(_flip_crc(data))
     assert gzip.decompress(data)
+
+
+@pytest.mark.integration
+def test_real_models_never_see_degenerate_images(examples_dir: Path, tmp_path: Path) -> None:
+    # issue 15 #14 with the real pipeline: slivers were ONNX Runtime tracebacks / internal_error, and ANSI
+    # ONNX log lines went to stderr; now they are image_too_small at decode, and the real pairs still score.
+    from faceprint.cli.main import app
+
+    ws = tmp_path / "ws"
+    files = {
+        "obama.jpg": (examples_dir / "obama.jpg").read_bytes(),
+        "obama2.jpg": (examples_dir / "obama2.jpg").read_bytes(),
+        "biden.jpg": (examples_dir / "biden.jpg").read_bytes(),
+        "dot.png": make_face_png(RED, size_wh=(1, 1)),
+        "sliver.png": make_face_png(RED, size_wh=(1, 20_000)),
+    }
+    pairs = "obama.jpg,obama2.jpg\nobama.jpg,biden.jpg\ndot.png,obama.jpg\nsliver.png,biden.jpg\n"
+    dataset = folder(ws / "ds", files, pairs)
+    before = snapshot(ws)
+    result = CliRunner().invoke(app, ["pairs", str(dataset), *out_args(ws), "--workers", "1", "-q", "--details"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "\x1b[" not in result.output and "onnxruntime" not in result.output
+    assert_only_outputs_changed(before, snapshot(ws), ("out",))
+    files_out = _archive_files(ws / OUT)
+    rows = list(csv.reader(io.StringIO(files_out["input-0001/output.csv"].decode())))[1:]
+    assert [row[7] for row in rows] == ["ok", "ok", "image_too_small", "image_too_small"]
+    assert rows[0][5] == "1" and float(rows[0][2].rstrip("%")) > float(rows[1][2].rstrip("%"))
