@@ -288,11 +288,12 @@ def pg_server_ms(pg: Any, probes: np.ndarray, *, exact: bool, ef: int, count: in
     times = []
     for probe in probes[:count]:
         with conn.transaction():
-            conn.execute("SET LOCAL enable_indexscan = off" if exact else f"SET LOCAL hnsw.ef_search = {ef}")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {max(ef, 16)}")
+            order = "(t.embedding <=> q.v) + 0" if exact else "t.embedding <=> q.v"  # as nearest_persons asks
             plan = conn.execute(
                 "EXPLAIN (ANALYZE, FORMAT JSON) SELECT q.i, c.person_id, p.name, p.is_unknown, c.embedding "
                 "FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL (SELECT t.person_id, "
-                f"t.embedding FROM {pg.schema}.templates t ORDER BY t.embedding <=> q.v LIMIT 16) c "
+                f"t.embedding FROM {pg.schema}.templates t ORDER BY {order} LIMIT 16) c "
                 f"JOIN {pg.schema}.persons p ON p.person_id = c.person_id",
                 ([probe],),
             ).fetchone()[0]

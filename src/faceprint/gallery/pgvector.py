@@ -908,6 +908,9 @@ class PgvectorGallery:
         """``(query position, gallery position, person id, name, is_unknown, vector)`` of every candidate."""
         ef = self._ef_search if ef_search is None else ef_search
         scan_exactly = exact or fetch > HNSW_MAX_EF_SEARCH
+        # ``+ 0`` hides the distance from the HNSW index (an exact scan) while the persons join keeps its
+        # primary-key lookups, which disabling index scans altogether would turn into a scan of every person.
+        order = "(t.embedding <=> q.v) + 0" if scan_exactly else "t.embedding <=> q.v"
         parts = []
         for gallery_pos, gallery in galleries:
             s = gallery.schema
@@ -915,24 +918,19 @@ class PgvectorGallery:
                 f"SELECT q.i, {int(gallery_pos)}, c.person_id, p.name, p.is_unknown, c.embedding "
                 "FROM unnest(%(q)s::vector[]) WITH ORDINALITY AS q(v, i) "
                 f"CROSS JOIN LATERAL (SELECT t.person_id, t.embedding FROM {s}.templates t "
-                "ORDER BY t.embedding <=> q.v LIMIT %(n)s) c "
+                f"ORDER BY {order} LIMIT %(n)s) c "
                 f"JOIN {s}.persons p ON p.person_id = c.person_id"
             )
         sql = " UNION ALL ".join(parts)
         params = {"q": list(queries), "n": fetch}
         with self._lock, self._guard():
             cur = self._conn.cursor(binary=True)
-            if scan_exactly:
-                with self._conn.transaction():
-                    cur.execute("SET LOCAL enable_indexscan = off")
-                    rows = cur.execute(sql, params).fetchall()
-            else:
-                # One statement (one snapshot, one round trip): the ef_search setting stays on the session.
-                wanted = int(min(HNSW_MAX_EF_SEARCH, max(ef, fetch)))
-                if self._session_ef != wanted:
-                    cur.execute(f"SET hnsw.ef_search = {wanted}")
-                    self._session_ef = wanted
-                rows = cur.execute(sql, params).fetchall()
+            # One statement (one snapshot, one round trip): the ef_search setting stays on the session.
+            wanted = int(min(HNSW_MAX_EF_SEARCH, max(ef, fetch)))
+            if not scan_exactly and self._session_ef != wanted:
+                cur.execute(f"SET hnsw.ef_search = {wanted}")
+                self._session_ef = wanted
+            rows = cur.execute(sql, params).fetchall()
         return [(int(row[0]) - 1, int(row[1]), str(row[2]), str(row[3]), bool(row[4]), _vector(row[5])) for row in rows]
 
     # --- export / import ----------------------------------------------------------------------------------
