@@ -1,32 +1,35 @@
 """faceprint: face detection, alignment, faceprints and calibrated comparison, offline.
 
 Example:
-    >>> from faceprint import load_image, load_pipeline          # doctest: +SKIP
-    >>> pipeline = load_pipeline()                                # doctest: +SKIP
-    >>> a, _ = pipeline.embed_largest(load_image("a.jpg"))        # doctest: +SKIP
-    >>> b, _ = pipeline.embed_largest(load_image("b.jpg"))        # doctest: +SKIP
-    >>> pipeline.compare(a, b).probability                        # doctest: +SKIP
+    >>> from faceprint import Analyzer, AnalyzeItem                            # doctest: +SKIP
+    >>> with Analyzer() as analyzer:                                          # doctest: +SKIP
+    ...     a, b = analyzer.analyze([AnalyzeItem("a", Path("a.jpg")), AnalyzeItem("b", Path("b.jpg"))])
+    ...     analyzer.compare(a.faceprints[0], b.faceprints[0]).probability
 """
 
-from importlib.metadata import PackageNotFoundError, version
+# The one place the version is written: pyproject.toml reads it from here (setuptools dynamic version), so
+# no start-up pays for importlib.metadata.
+__version__ = "0.1.0"
 
-try:
-    __version__ = version("faceprint")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
-
+# After the names above: the engine's modules import them from here.
+from faceprint.analyze import AnalyzeItem, AnalyzeOptions, Analyzer, ImageResult
 from faceprint.errors import FaceprintError
 from faceprint.io.image import ImageLimits, decode_image, load_image
 from faceprint.pipeline import Pipeline, PipelineConfig, load_pipeline
-from faceprint.types import Comparison, Detection, Face, Faceprint
+from faceprint.types import Comparison, Detection, Face, Faceprint, FaceQuality
 
 __all__ = [
+    "AnalyzeItem",
+    "AnalyzeOptions",
+    "Analyzer",
     "Comparison",
     "Detection",
     "Face",
+    "FaceQuality",
     "Faceprint",
     "FaceprintError",
     "ImageLimits",
+    "ImageResult",
     "Pipeline",
     "PipelineConfig",
     "__version__",

@@ -69,7 +69,7 @@ def test_details_and_face_options_reach_the_job(tmp_path: Path) -> None:
     args = ["pairs", str(dataset), "-o", str(out), "--workers", "1", "-q", "--details", "--face", "best-match"]
     result = runner.invoke(_app(), args)
     assert result.exit_code == 0, result.output
-    assert _output_rows(out)[0][3:] == ["similarity", "match", "faces_a", "faces_b", "status"]
+    assert _output_rows(out)[0][3:] == ["similarity", "match", "faces_a", "faces_b", "status", "flags"]
 
 
 def test_some_rows_failed_is_exit_1(tmp_path: Path) -> None:
