@@ -61,8 +61,15 @@ def scene() -> list[SceneFace]:
     ]
 
 
-def make_video(path: Path, fps: Fraction, faces: list[SceneFace], frames: int = 150, codec: str = "libx264") -> Path:
-    write_video(path, render_scene(SIZE_WH, frames, faces), fps=fps, codec=codec, bit_rate=2_000_000)
+def make_video(
+    path: Path,
+    fps: Fraction,
+    faces: list[SceneFace],
+    frames: int = 150,
+    codec: str = "libx264",
+    size_wh: tuple[int, int] = SIZE_WH,
+) -> Path:
+    write_video(path, render_scene(size_wh, frames, faces), fps=fps, codec=codec, bit_rate=2_000_000)
     return path
 
 
@@ -124,8 +131,8 @@ def test_segments_persons_times_at_25_fps(tmp_path: Path, colour_engine: Any, st
 
 def test_ntsc_times_and_drop_frame_timecodes(tmp_path: Path, colour_engine: Any, staff: SqliteGallery) -> None:
     ntsc = Fraction(30000, 1001)
-    faces = [square(RED, 12, 1900, (20, 20), (200, 100))]  # over a minute: the drop-frame step shows
-    video = make_video(tmp_path / "ntsc.mp4", ntsc, faces, frames=1910)
+    faces = [square(RED, 12, 1900, (10, 10), (100, 60))]  # over a minute: the drop-frame step shows
+    video = make_video(tmp_path / "ntsc.mp4", ntsc, faces, frames=1910, size_wh=(160, 120))
     result = analyze_videos([video], colour_engine, [staff], options=VideoOptions(every_n_frames=6)).to_deepva()
     (segment,) = result["data"]
     assert (segment["frame_start"], segment["frame_end"]) == (12, 1896)
