@@ -171,3 +171,26 @@ def test_a_dying_worker_costs_only_its_photo(tmp_path: Path) -> None:
         assert any(code in lines[0] for code in ("worker_crashed", "internal_error"))
     finally:
         _kill_all(_descendants(process.pid) | {process.pid})
+
+
+def test_concurrent_first_enrolments_of_one_new_name_make_one_person(tmp_path: Path) -> None:
+    # issue 15 #20: 6 concurrent `gallery enroll --person` calls of a new name made 4 persons of that name
+    from faceprint.gallery.sqlite import SqliteGallery
+
+    gallery = tmp_path / "team.sqlite"
+    photo = tmp_path / "jane.png"
+    photo.write_bytes(make_face_png((200, 40, 40)))
+    env = {**os.environ, "FAULT_START_AT": str(time.time() + 4.0)}  # every process is imported by then
+    args = [sys.executable, str(RUNNER), "fake", "gallery", "enroll", str(gallery), str(photo), "--person", "Jane Roe"]
+    SqliteGallery.create(gallery).close()
+    racers = [
+        subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)
+    ]
+    try:
+        results = [racer.communicate(timeout=120) for racer in racers]
+        assert [racer.returncode for racer in racers] == [0] * 6, results
+        assert all("Traceback" not in out + err for out, err in results)
+        with SqliteGallery.open(gallery) as opened:
+            assert [(p.name, p.template_count) for p in opened.persons()] == [("Jane Roe", 6)]
+    finally:
+        _kill_all({racer.pid for racer in racers})
