@@ -22,8 +22,9 @@ def test_index_unknowns_then_rename_and_merge(client: TestClient, runner: Runner
     assert all(item["meta"]["indexed_identity"] for item in items)
     indexed = client.get("/api/v1/index/").json()
     assert indexed["total"] == 3 and all(p["is_unknown"] for p in indexed["data"])
-    first, second, third = (p["person_id"] for p in indexed["data"])
-    assert {i["meta"]["class_id"] for i in items} == {first, second, third}
+    by_source = {i["source"]: i["meta"]["class_id"] for i in items}
+    first, second, third = (by_source[uri] for uri in sources)  # the red, blue and green faces' persons
+    assert {p["person_id"] for p in indexed["data"]} == {first, second, third}
     renamed = client.patch(f"/api/v1/index/{first}", json={"name": "Ruby"}).json()
     assert renamed["name"] == "Ruby"
     merged = client.post("/api/v1/index/merge", json={"into": first, "sources": [second]}).json()
