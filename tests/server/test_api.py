@@ -148,3 +148,11 @@ def test_unknown_route_and_job_are_json_errors(client: TestClient) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "job_not_found"
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/openapi.json").status_code == 200
+
+
+def test_a_job_naming_a_missing_gallery_is_refused_before_it_is_queued(client: TestClient) -> None:
+    source = upload(client, face())["uri"]
+    for params in ({"model": "nobody"}, {"models": ["../../etc/x"]}):
+        response = client.post("/api/v1/jobs/", json={"sources": [source], "modules": {"face_recognition": params}})
+        assert response.json()["error"]["code"] == "gallery_not_found", params
+    assert client.get("/api/v1/jobs/").json()["total"] == 0

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from faceprint.errors import UsageError
+from faceprint.gallery.base import GalleryNotFoundError
 from faceprint.jobs.model import JobState, JobStateError, NewJob
 from faceprint.jobs.uploads import InvalidSourceError, parse_storage_uri
 from faceprint.server.deps import ServiceDep, base_url
@@ -59,6 +60,13 @@ def create_job(body: JobCreate, request: Request, service: ServiceDep) -> dict[s
         raise InvalidSourceError(
             "face_pairs sources must be dataset archives (TAR or TAR.GZ)", details={"field": "sources"}
         )
+    if body.modules.face_recognition is not None:
+        params = body.modules.face_recognition
+        for name in [*([params.model] if params.model is not None else []), *(params.models or [])]:
+            if not (service.layout.gallery_dir / f"{name}.sqlite").is_file() or "/" in name or name.startswith("."):
+                raise GalleryNotFoundError(
+                    f"no model (gallery) {name!r}", details={"field": "modules.face_recognition"}
+                )
     job = service.store.create(
         NewJob(kind, tuple(sources), body.modules.params(), tag=body.tag, media_type=_media_type(types)),
         max_attempts=service.settings.max_attempts,
