@@ -60,7 +60,8 @@ def unknown_label(label: int) -> str:
 def cluster_faces(
     vectors: npt.ArrayLike,
     *,
-    image_ids: Sequence[Hashable],
+    image_ids: Sequence[Hashable] | None = None,
+    cannot_link: npt.NDArray[np.bool_] | None = None,
     min_similarity: float,
     max_faces: int = MAX_FACES,
 ) -> list[int]:
@@ -69,6 +70,8 @@ def cluster_faces(
     Args:
         vectors: ``(n, d)`` faceprint vectors (normalised here).
         image_ids: for each face, the image it comes from; faces of one image never share a cluster.
+        cannot_link: or, more generally, an ``(n, n)`` matrix: ``True`` pairs never share a cluster (video
+            tracks on screen at a common frame; overlap in time is not an equivalence, so it is not image ids).
         min_similarity: two clusters merge only if their average pairwise cosine similarity is at least this.
         max_faces: refuse larger inputs (quadratic memory).
 
@@ -81,20 +84,32 @@ def cluster_faces(
     Example:
         >>> cluster_faces(np.eye(3, dtype=np.float32), image_ids=[1, 2, 3], min_similarity=0.5)
         [0, 1, 2]
+        >>> v = np.array([[1, 0], [0.99, 0.1], [0.98, 0.12]], np.float32)
+        >>> cluster_faces(v, cannot_link=np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], bool), min_similarity=0.9)
+        [0, 1, 1]
     """
     matrix = normalize_rows(vectors) if np.asarray(vectors).size else np.empty((0, 0), np.float32)
     n = int(matrix.shape[0])
-    if len(image_ids) != n:
+    if (image_ids is None) == (cannot_link is None):
+        raise UsageError("give image_ids or cannot_link (exactly one)")
+    if image_ids is not None and len(image_ids) != n:
         raise UsageError(f"{n} faces but {len(image_ids)} image ids")
+    if cannot_link is not None and cannot_link.shape != (n, n):
+        raise UsageError(f"cannot_link must be {n}x{n}, got {cannot_link.shape}")
     if n > max_faces:
         raise UsageError(f"cannot cluster {n} faces at once (limit {max_faces}); cluster fewer faces")
     if n == 0:
         return []
 
-    codes: dict[Hashable, int] = {}
-    image_codes = np.array([codes.setdefault(image_id, len(codes)) for image_id in image_ids], dtype=np.int64)
+    if cannot_link is None:
+        codes: dict[Hashable, int] = {}
+        image_codes = np.array([codes.setdefault(i, len(codes)) for i in image_ids or ()], dtype=np.int64)
+        forbidden = image_codes[:, None] == image_codes[None, :]
+    else:
+        forbidden = cannot_link | cannot_link.T
+        np.fill_diagonal(forbidden, True)
     sims = matrix @ matrix.T
-    sims[image_codes[:, None] == image_codes[None, :]] = -np.inf  # cannot-link, and the diagonal
+    sims[forbidden] = -np.inf  # cannot-link, and the diagonal
     sizes = np.ones(n, dtype=np.float64)
     active = np.ones(n, dtype=bool)
     parent = np.arange(n)

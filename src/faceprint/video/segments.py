@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from faceprint.cluster import cluster_faces
 from faceprint.errors import UsageError
 from faceprint.gallery.base import SearchHit
 from faceprint.gallery.index import normalize_rows
@@ -290,11 +291,8 @@ def _segment(
 def cluster_tracks(vectors: npt.ArrayLike, *, cannot_link: npt.NDArray[np.bool_], min_similarity: float) -> list[int]:
     """Average-linkage clustering of track faceprints where ``cannot_link[i, j]`` pairs never share a cluster.
 
-    The same rule as :func:`faceprint.cluster.cluster_faces` (merge the two clusters of highest average
-    similarity while it is at least ``min_similarity``; a conflict between two members forbids the merge
-    for good), with a general conflict matrix: tracks on screen at a common frame are two people, and
-    overlap in time is not an equivalence (A overlaps B, B overlaps C, A and C may be one person), so it
-    cannot be expressed as shared image ids. Labels are 0-based, numbered by first appearance.
+    :func:`faceprint.cluster.cluster_faces` with a conflict matrix: tracks on screen at a common frame are
+    two people. Labels are 0-based, numbered by first appearance.
 
     Example:
         >>> v = np.array([[1, 0], [0.99, 0.1], [0.98, 0.12]], np.float32)
@@ -302,34 +300,4 @@ def cluster_tracks(vectors: npt.ArrayLike, *, cannot_link: npt.NDArray[np.bool_]
         >>> cluster_tracks(v, cannot_link=conflict, min_similarity=0.9)  # 0 and 1 were on screen together
         [0, 1, 1]
     """
-    matrix = normalize_rows(vectors) if np.asarray(vectors).size else np.empty((0, 0), np.float32)
-    n = int(matrix.shape[0])
-    if cannot_link.shape != (n, n):
-        raise UsageError(f"cannot_link must be {n}x{n}, got {cannot_link.shape}")
-    if n == 0:
-        return []
-    sims = (matrix @ matrix.T).astype(np.float64)
-    sims[cannot_link | cannot_link.T] = -np.inf
-    np.fill_diagonal(sims, -np.inf)
-    sizes = np.ones(n)
-    parent = np.arange(n)
-    active = np.ones(n, dtype=bool)
-    while True:
-        flat = int(np.argmax(sims))
-        keep, gone = divmod(flat, n)
-        if not sims[keep, gone] >= min_similarity:
-            break
-        keep, gone = min(keep, gone), max(keep, gone)
-        total = sizes[keep] + sizes[gone]
-        merged = (sizes[keep] * sims[keep] + sizes[gone] * sims[gone]) / total  # -inf stays -inf
-        merged[~active] = -np.inf
-        merged[keep] = merged[gone] = -np.inf
-        sims[keep, :] = merged
-        sims[:, keep] = merged
-        sims[gone, :] = -np.inf
-        sims[:, gone] = -np.inf
-        sizes[keep] = total
-        active[gone] = False
-        parent[parent == gone] = keep
-    labels: dict[int, int] = {}
-    return [labels.setdefault(int(root), len(labels)) for root in parent.tolist()]
+    return cluster_faces(vectors, cannot_link=cannot_link, min_similarity=min_similarity)
