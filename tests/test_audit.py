@@ -202,3 +202,15 @@ def test_cli_verdict_is_the_exit_code(tmp_path: Path) -> None:
     assert [(f["kind"], f["what"], Path(f["path"]).name) for f in report["findings"]] == [("image", "JPEG", "kept.jpg")]
     missing = runner.invoke(app, ["audit", str(tmp_path / "nope")], obj=CliContext(Settings()))
     assert missing.exit_code == MissingFileError.exit_code
+
+
+def test_values_spread_over_sqlite_overflow_pages_are_found(tmp_path: Path) -> None:
+    """A 512-number JSON vector (about 10 KB) spans overflow pages: only the per-cell read sees it whole."""
+    path = tmp_path / "results.sqlite"
+    text = json.dumps({"vector": [float(x) for x in _unit(512)]})
+    assert len(text) > 8192
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE items (key TEXT PRIMARY KEY, data TEXT) WITHOUT ROWID")
+        conn.execute("INSERT INTO items VALUES ('a', ?)", (text,))
+    found = [(f.what, f.where) for f in audit_data_dir(tmp_path).findings]
+    assert found == [("faceprint JSON x 512", "sqlite items.data rowid=None")]

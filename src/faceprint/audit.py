@@ -240,33 +240,66 @@ def _looks_like_embedding(values: np.ndarray) -> bool:
     return 0.05 <= norm <= 1000.0
 
 
+_TOP_BYTE_RANGE = {4: (0x35, 0x42), 8: (0x3E, 0x40)}
+"""``top byte & 0x7F`` of a little-endian float32/float64 with ``1e-6 <= |x| <= 64`` (its sign and high exponent)."""
+
+
+def _candidate_spans(maybe: np.ndarray, block: int) -> list[tuple[int, int]]:
+    """Element ranges that may hold a run of ``2 * block`` or more plausible values.
+
+    A run that long contains a whole aligned block, and ``maybe`` is True wherever a value is plausible, so
+    runs can only lie around blocks that are all True, at most one block beyond them on either side.
+    """
+    count = maybe.size // block
+    if count == 0:
+        return []
+    full = np.flatnonzero(maybe[: count * block].reshape(count, block).all(axis=1))
+    if full.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(full) > 1)
+    firsts = np.concatenate((full[:1], full[breaks + 1]))
+    lasts = np.concatenate((full[breaks], full[-1:]))
+    return [
+        (max(0, int(first - 1) * block), min(maybe.size, int(last + 2) * block))
+        for first, last in zip(firsts, lasts, strict=True)
+    ]
+
+
 def _float_runs(buf: _Buffer, start: int, end: int, min_values: int) -> Iterator[_Hit]:
     """Runs of plausible floats beginning in ``[start, end)``; the run may go on past ``end``."""
+    block = max(1, min_values // 2)
     for width in (4, 8):
         back = 0 if start == 0 else width  # one value before: a run that began earlier is not reported again
         lo = start - back
         hi = min(len(buf), end + width * min_values)
         region = memoryview(buf)[lo:hi]
+        raw = np.frombuffer(region, dtype=np.uint8)
+        low, high = _TOP_BYTE_RANGE[width]
+        # One cheap pass over the bytes first: random or encrypted data has no candidate at all.
+        maybe = ((raw & 0x7F) - np.uint8(low)) <= np.uint8(high - low)
+        del raw
         for align in range(width):
             count = (len(region) - align) // width
             if count < min_values:
                 continue
-            values = np.frombuffer(region, dtype=f"<f{width}", count=count, offset=align)
-            with np.errstate(all="ignore"):
-                magnitude = np.abs(values)
-                ok = (magnitude >= 1e-6) & (magnitude <= 64.0)
-            edges = np.diff(np.concatenate(([0], ok.view(np.int8), [0])))
-            run_starts = np.flatnonzero(edges == 1)
-            run_ends = np.flatnonzero(edges == -1)
-            for run_start, run_end in zip(run_starts, run_ends, strict=True):
-                length = int(run_end - run_start)
-                offset = lo + align + int(run_start) * width
-                if length < min_values or offset < start or offset >= end:
-                    continue
-                window = values[run_start : run_start + min(length, 512)].astype(np.float64)
-                if _looks_like_embedding(window):
-                    yield "vector", f"float{width * 8} x {length}", offset
-            del values
+            for first, last in _candidate_spans(maybe[align + width - 1 :: width][:count], block):
+                values = np.frombuffer(region, dtype=f"<f{width}", count=last - first, offset=align + first * width)
+                with np.errstate(all="ignore"):
+                    magnitude = np.abs(values)
+                    ok = (magnitude >= 1e-6) & (magnitude <= 64.0)
+                edges = np.diff(np.concatenate((np.zeros(1, np.int8), ok.view(np.int8), np.zeros(1, np.int8))))
+                run_starts = np.flatnonzero(edges == 1)
+                run_ends = np.flatnonzero(edges == -1)
+                long_runs = (run_ends - run_starts) >= min_values
+                for run_start, run_end in zip(run_starts[long_runs], run_ends[long_runs], strict=True):
+                    length = int(run_end - run_start)
+                    offset = lo + align + (first + int(run_start)) * width
+                    if offset < start or offset >= end:
+                        continue
+                    window = values[run_start : run_start + min(length, 512)].astype(np.float64)
+                    if _looks_like_embedding(window):
+                        yield "vector", f"float{width * 8} x {length}", offset
+                del values
         region.release()
 
 
@@ -328,8 +361,8 @@ def _inflated(path: Path, head: bytes) -> Iterator[tuple[str, bytes]]:
                         yield f"zip member {info.filename}", member.read(_MAX_INFLATED_BYTES)
 
 
-def _sqlite_cells(path: Path) -> Iterator[tuple[str, bytes]]:
-    """``(where, bytes)`` of every text and blob cell, the file opened immutable (nothing written beside it)."""
+def _sqlite_cells(path: Path, *, min_bytes: int = 4) -> Iterator[tuple[str, bytes]]:
+    """``(where, bytes)`` of every text and blob cell of ``min_bytes`` or more, the file opened immutable."""
     uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro&immutable=1"
     conn = sqlite3.connect(uri, uri=True)
     try:
@@ -348,7 +381,7 @@ def _sqlite_cells(path: Path) -> Iterator[tuple[str, bytes]]:
                 for column, value in zip(columns, row[1 if with_rowid else 0 :], strict=True):
                     if isinstance(value, str):
                         value = value.encode("utf-8", "surrogatepass")
-                    if isinstance(value, bytes) and len(value) >= 4:
+                    if isinstance(value, bytes) and len(value) >= min_bytes:
                         yield f"sqlite {table}.{column} rowid={rowid}", value
     finally:
         conn.close()
@@ -371,11 +404,16 @@ def _scan_file(path: Path, min_values: int) -> tuple[int, list[AuditFinding]]:
     if size == 0:
         return 0, []
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        head = bytes(data[:16])
+        head = bytes(data[:100])
         raw = [AuditFinding(path, kind, what, offset) for kind, what, offset in scan_bytes(data, min_values=min_values)]
     findings: list[AuditFinding] = []
     if head.startswith(b"SQLite format 3\x00"):
-        for where, cell in _sqlite_cells(path):
+        # A cell that fits its page lies whole in the raw bytes, which were scanned: the cells are read one
+        # by one only to locate what the raw scan found, and for values spread over overflow pages (the
+        # 4-byte link at the start of each overflow page would break a run or a signature).
+        (page_size,) = struct.unpack(">H", head[16:18]) if len(head) >= 18 else (4096,)
+        local_max = (65536 if page_size == 1 else page_size) - 35
+        for where, cell in _sqlite_cells(path, min_bytes=4 if raw else local_max):
             findings += [AuditFinding(path, k, w, o, where) for k, w, o in scan_bytes(cell, min_values=min_values)]
     elif head.startswith((b"\x1f\x8b", b"PK\x03\x04")):
         for where, inflated in _inflated(path, head):
