@@ -126,8 +126,11 @@ def test_compare_by_uris_and_by_files(client: TestClient) -> None:
     assert same.status_code == 200, same.text
     assert same.json()["match"] is True and {"probability", "similarity", "threshold"} <= set(same.json())
     assert client.post("/api/v1/compare", json={"a": a, "b": c}).json()["match"] is False
+    kept = len(list(client.app.state.service.layout.uploads_dir.iterdir()))  # type: ignore[attr-defined]
     files = client.post("/api/v1/compare", files={"a": ("a.png", face(RED)), "b": ("b.png", face(BLUE))})
     assert files.status_code == 200 and files.json()["match"] is False
+    assert (files.json()["a"], files.json()["b"]) == ("a.png", "b.png")
+    assert len(list(client.app.state.service.layout.uploads_dir.iterdir())) == kept  # type: ignore[attr-defined]
     blank = upload(client, b"GIF89a" + b"\x00" * 30)["uri"]
     bad = client.post("/api/v1/compare", json={"a": a, "b": blank})
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "decode_error"
@@ -139,7 +142,7 @@ def test_detect_gives_boxes(client: TestClient) -> None:
     assert found.status_code == 200, found.text
     assert len(found.json()["faces"]) == 2 and len(found.json()["faces"][0]["bbox_xyxy"]) == 4
     by_file = client.post("/api/v1/detect", files={"file": ("x.png", face())})
-    assert len(by_file.json()["faces"]) == 1
+    assert len(by_file.json()["faces"]) == 1 and by_file.json()["source"] == "x.png"
 
 
 def test_unknown_route_and_job_are_json_errors(client: TestClient) -> None:

@@ -36,8 +36,11 @@ _BODY = {
 }
 
 
-async def _sources(request: Request, service: Service, names: tuple[str, ...]) -> tuple[dict[str, Any], list[Path]]:
-    """The JSON body and the files it names: uploads given in the form are stored first (checked, limited)."""
+async def _sources(
+    request: Request, service: Service, names: tuple[str, ...], temporary: list[str], names_by_uri: dict[str, str]
+) -> tuple[dict[str, Any], list[Path]]:
+    """The JSON body and the files it names: files sent in the form are stored first (checked, limited) and
+    their ids added to ``temporary`` (the caller deletes them)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         check_length(request, service.settings.max_upload_bytes)
@@ -54,6 +57,8 @@ async def _sources(request: Request, service: Service, names: tuple[str, ...]) -
                 filename=upload.filename,
                 max_bytes=service.settings.max_upload_bytes,
             )
+            temporary.append(record.id)
+            names_by_uri[record.uri] = record.filename
             body[name] = record.uri
             paths.append(service.uploads.path(record.id))
         return body, paths
@@ -80,10 +85,22 @@ def _validated(model: type[CompareRequest] | type[DetectRequest], body: dict[str
 @router.post("/compare", openapi_extra={"requestBody": _BODY})
 async def compare(request: Request, service: ServiceDep) -> dict[str, Any]:
     """Probability (calibrated), similarity, match and threshold for the two photos' faces."""
-    body, (a, b) = await _sources(request, service, ("a", "b"))
-    params: CompareRequest = _validated(CompareRequest, body)
-    result = await run_in_threadpool(compare_inputs, service.analyzer, a, b, face=params.face)
-    return {"a": params.a, "b": params.b, **result.to_dict()}
+    temporary: list[str] = []
+    shown: dict[str, str] = {}
+    try:
+        body, (a, b) = await _sources(request, service, ("a", "b"), temporary, shown)
+        params: CompareRequest = _validated(CompareRequest, body)
+        result = await run_in_threadpool(compare_inputs, service.analyzer, a, b, face=params.face)
+    finally:
+        _forget(service, temporary)
+    # A file sent with the call is named by its file name (it is not kept, so it has no URI).
+    return {"a": shown.get(params.a, params.a), "b": shown.get(params.b, params.b), **result.to_dict()}
+
+
+def _forget(service: Service, upload_ids: list[str]) -> None:
+    """Files sent with a synchronous call are not kept."""
+    for upload_id in upload_ids:
+        service.uploads.delete(upload_id)
 
 
 @router.post("/detect")
@@ -93,12 +110,10 @@ async def detect(request: Request, service: ServiceDep) -> dict[str, Any]:
 
     content_type = request.headers.get("content-type", "")
     names = ("file",) if content_type.startswith("multipart/form-data") else ("source",)
-    body, (path,) = await _sources(request, service, names)
-    if "file" in body:
-        body["source"] = body.pop("file")
-    params: DetectRequest = _validated(DetectRequest, body)
+    temporary: list[str] = []
+    shown: dict[str, str] = {}
 
-    def run() -> dict[str, Any]:
+    def run(params: DetectRequest, path: Path) -> dict[str, Any]:
         options = AnalyzeOptions(face=params.face, embed=False)
         (result,) = list(service.analyzer.analyze([AnalyzeItem(params.source, path)], options=options))
         if not result.ok:
@@ -106,10 +121,17 @@ async def detect(request: Request, service: ServiceDep) -> dict[str, Any]:
 
             raise error_for_code(str(result.error_code), str(result.error_message))
         return {
-            "source": params.source,
+            "source": shown.get(params.source, params.source),
             "size_wh": list(result.size_wh or ()),
             "faces": [face.to_dict(result.size_wh) for face in result.faces],
             "model_id": service.analyzer.spec.id,
         }
 
-    return await run_in_threadpool(run)
+    try:
+        body, (path,) = await _sources(request, service, names, temporary, shown)
+        if "file" in body:
+            body["source"] = body.pop("file")
+        params: DetectRequest = _validated(DetectRequest, body)
+        return await run_in_threadpool(run, params, path)
+    finally:
+        _forget(service, temporary)
