@@ -18,6 +18,10 @@ followed) and searched for:
   ``-shm`` written), besides the raw pages, which also hold deleted rows and free pages;
 - **uploads** still stored under ``uploads/`` (the job service's upload store) once jobs are over.
 
+:func:`audit_database` does the same for a PostgreSQL database: every ``bytea``, text and JSON value of
+every table outside the system schemas is scanned, and every pgvector ``vector`` column holding rows is a
+finding by itself (pgvector searches clear vectors: an encrypted gallery cannot live in such a column).
+
 ONNX model files (``*.onnx``: weights, not face data) are skipped and listed as such. A file that cannot be
 read is a finding too: an audit that could not look cannot say the directory is clean.
 
@@ -52,7 +56,7 @@ import numpy as np
 
 from faceprint.errors import MissingFileError, NotRegularFileError
 
-__all__ = ["AuditFinding", "AuditReport", "audit_data_dir", "scan_bytes"]
+__all__ = ["AuditFinding", "AuditReport", "audit_data_dir", "audit_database", "scan_bytes"]
 
 FindingKind = Literal["image", "video", "vector", "upload", "unreadable"]
 
@@ -65,14 +69,16 @@ _MAX_INFLATED_BYTES = 4 << 30
 class AuditFinding:
     """One thing found: what, in which file, and where in it."""
 
-    path: Path
+    path: Path | str
+    """The file, or the database URL (without its password)."""
     kind: FindingKind
     what: str
     """e.g. ``JPEG``, ``float32 x 128``, ``faceprint JSON x 128``, ``upload``."""
     offset: int | None = None
     """Byte offset in the file (or in its decompressed stream / SQLite cell, see ``where``)."""
     where: str | None = None
-    """``gzip stream``, ``zip member NAME``, ``sqlite TABLE.COLUMN rowid=N``, or ``None`` for the raw file."""
+    """``gzip stream``, ``zip member NAME``, ``sqlite TABLE.COLUMN rowid=N``, ``SCHEMA.TABLE.COLUMN`` (a
+    database), or ``None`` for the raw file."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,8 +94,9 @@ class AuditFinding:
 class AuditReport:
     """The verdict on one data dir: :attr:`clean` when nothing was found."""
 
-    root: Path
+    root: Path | str
     files_scanned: int
+    """Files read (for a database: columns read)."""
     bytes_scanned: int
     skipped: tuple[str, ...]
     findings: tuple[AuditFinding, ...]
@@ -461,4 +468,57 @@ def audit_data_dir(root: str | os.PathLike[str], *, min_values: int = 128) -> Au
             findings.extend(found)
     return AuditReport(
         root=base, files_scanned=files, bytes_scanned=total, skipped=tuple(skipped), findings=tuple(findings)
+    )
+
+
+_SCANNED_TYPES = ("bytea", "text", "character varying", "character", "json", "jsonb")
+
+
+def audit_database(url: str, *, min_values: int = 128) -> AuditReport:
+    """Scan a PostgreSQL database (see the module doc); it is only read.
+
+    Raises:
+        DatabaseUnavailableError: the server cannot be reached.
+    """
+    from faceprint.postgres import connect, redact_url
+
+    shown = redact_url(url)
+    findings: list[AuditFinding] = []
+    columns_read = 0
+    total = 0
+    with connect(url, application_name="faceprint-audit") as conn:
+        columns = conn.execute(
+            "SELECT c.table_schema, c.table_name, c.column_name, c.data_type, c.udt_name "
+            "FROM information_schema.columns c JOIN information_schema.tables t "
+            "ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' "
+            "WHERE c.table_schema NOT IN ('pg_catalog', 'information_schema') "
+            "ORDER BY c.table_schema, c.table_name, c.ordinal_position"
+        ).fetchall()
+        for schema, table, column, data_type, udt in columns:
+            name = ".".join('"' + part.replace('"', '""') + '"' for part in (schema, table))
+            field = '"' + column.replace('"', '""') + '"'
+            where = f"{schema}.{table}.{column}"
+            if udt in ("vector", "halfvec"):
+                counted = conn.execute(f"SELECT COUNT({field}) FROM {name}").fetchone()
+                rows = 0 if counted is None else int(counted[0])
+                columns_read += 1
+                if rows:
+                    findings.append(AuditFinding(shown, "vector", f"pgvector column ({rows} vectors)", None, where))
+                continue
+            if data_type not in _SCANNED_TYPES:
+                continue
+            columns_read += 1
+            cast = field if data_type == "bytea" else f"convert_to({field}::text, 'UTF8')"
+            # A server-side cursor (inside a transaction, as PostgreSQL wants) streams a big table.
+            with conn.transaction(), conn.cursor(name=f"audit_{columns_read}") as cursor:
+                cursor.execute(f"SELECT {cast} FROM {name} WHERE {field} IS NOT NULL")
+                for (value,) in cursor:
+                    data = bytes(value)
+                    total += len(data)
+                    findings += [
+                        AuditFinding(shown, kind, what, offset, where)
+                        for kind, what, offset in scan_bytes(data, min_values=min_values)
+                    ]
+    return AuditReport(
+        root=shown, files_scanned=columns_read, bytes_scanned=total, skipped=(), findings=tuple(findings)
     )

@@ -1,10 +1,11 @@
-"""``faceprint audit DATA_DIR``: is any face data kept in clear? The exit code is the verdict.
+"""``faceprint audit DATA_DIR|DATABASE_URL``: is any face data kept in clear? The exit code is the verdict.
 
 0: clean; 1: findings (each listed); 2/3: the audit could not run (no such directory). Register with
 ``app.command(name="audit")(audit)``.
 
 Example:
     $ faceprint audit /srv/faceprint --json
+    $ faceprint audit postgresql://auditor@db.example.org/faces
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from faceprint.cli.common import handle_errors, print_json, stderr, stdout
 
 @handle_errors
 def audit(
-    data_dir: Annotated[Path, typer.Argument(help="The data dir to scan (every file under it, read only).")],
+    target: Annotated[
+        str, typer.Argument(help="The data dir (every file under it) or a postgresql:// URL to scan, read only.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Scan a data dir for stored images, videos, plaintext face vectors and leftover uploads."""
-    from faceprint.audit import audit_data_dir
+    """Scan a data dir or a database for stored images, videos, plaintext face vectors and leftover uploads."""
+    from faceprint.audit import audit_data_dir, audit_database
+    from faceprint.postgres import is_database_url
 
-    report = audit_data_dir(data_dir)
+    report = audit_database(target) if is_database_url(target) else audit_data_dir(Path(target).expanduser())
     if as_json:
         print_json(report.to_dict())
     else:
