@@ -165,3 +165,18 @@ def test_rotation_is_recoverable_after_a_crash(tmp_path: Path, start: str) -> No
         assert _answers(gallery, probes) == before
         assert gallery.rotate_encryption().templates_rotated == 0
         assert {t.source for t in gallery.templates()} >= {"person0_0.jpg", "person4_3.jpg"}
+
+
+def test_merge_and_split_keep_encrypted_templates_readable(tmp_path: Path, cipher: RecordCipher) -> None:
+    """Records are bound to their template id, not their person: moving templates between persons is fine."""
+    with SqliteGallery.create(tmp_path / "g.sqlite", cipher=cipher) as gallery:
+        _fill(gallery, people=3, per_person=2)
+        before = {t.template_id: t.faceprint.vector.tobytes() for t in gallery.templates()}
+        a, b, c = sorted(gallery.persons(), key=lambda p: p.name)
+        gallery.merge_persons(a.person_id, [b.person_id])
+        moved = [t.template_id for t in gallery.templates(a.person_id)][:3]
+        gallery.split_person(a.person_id, moved, name="Split")
+        gallery.remove_template(gallery.templates(c.person_id)[0].template_id)
+        after = {t.template_id: t.faceprint.vector.tobytes() for t in gallery.templates()}
+        assert len(after) == 5 and all(before[i] == v for i, v in after.items())
+        assert gallery.snapshot().vectors.shape == (5, DIM)
