@@ -65,6 +65,7 @@ PLANTED = [
     ("gif", lambda: _image_bytes("GIF"), "image", "GIF"),
     ("webp", lambda: _image_bytes("WEBP"), "image", "WebP"),
     ("bmp", lambda: _image_bytes("BMP"), "image", "BMP"),
+    ("tiff", lambda: _image_bytes("TIFF"), "image", "TIFF"),
     ("mp4", _mp4_head, "video", "MP4/MOV (isom)"),
     ("mov", lambda: _mp4_head(b"qt  "), "video", "MP4/MOV (qt)"),
     ("heic", lambda: _mp4_head(b"heic"), "image", "HEIF/AVIF (heic)"),
@@ -167,6 +168,7 @@ NEGATIVES = [
     ("json-ints", lambda: json.dumps(list(range(-300, 300))).encode()),
     ("jpeg-magic-alone", lambda: os.urandom(100) + b"\xff\xd8\xff\xe0" + os.urandom(100)),
     ("png-magic-alone", lambda: b"\x89PNG\r\n\x1a\n" + bytes(64)),
+    ("tiff-magic-alone", lambda: b"II*\x00" + struct.pack("<I", 8) + bytes(64)),
 ]
 
 

@@ -5,8 +5,9 @@ followed) and searched for:
 
 - **images and videos** by signature at any offset, each checked beyond its magic so that random or
   encrypted bytes do not match by chance: JPEG (``FF D8 FF`` + a marker whose segment length leads to the
-  next marker), PNG, GIF, WebP, BMP (header fields checked), HEIF/AVIF and MP4/MOV (an ``ftyp`` box of a
-  plausible size and a printable brand), Matroska/WebM (EBML with its doc type), AVI;
+  next marker), PNG, GIF, WebP, BMP (header fields checked), TIFF (its first directory checked),
+  HEIF/AVIF and MP4/MOV (an ``ftyp`` box of a plausible size and a printable brand), Matroska/WebM (EBML
+  with its doc type), AVI;
 - **plaintext vectors**: runs of at least ``min_values`` (128) consecutive little-endian float32 or float64
   values, at every byte alignment, that each lie in ``1e-6 ≤ |x| ≤ 64``, with both signs present and many
   distinct values. A random or AES-GCM byte string has such a float with probability about 0.1 per value,
@@ -164,6 +165,19 @@ def _bmp(buf: _Buffer, pos: int) -> _Check:
     return ("image", "BMP") if reserved == 0 and dib in _BMP_DIB_SIZES and 14 + dib <= pixels < size else None
 
 
+def _tiff(buf: _Buffer, pos: int) -> _Check:
+    order = "<" if buf[pos] == ord("I") else ">"
+    if pos + 8 > len(buf):
+        return None
+    (ifd,) = struct.unpack(order + "I", buf[pos + 4 : pos + 8])
+    at = pos + ifd
+    if ifd < 8 or at + 4 > len(buf):
+        return None
+    count, first_tag = struct.unpack(order + "HH", buf[at : at + 4])
+    # A real first directory has a few entries, sorted by tag, starting at NewSubfileType or ImageWidth.
+    return ("image", "TIFF") if 1 <= count <= 512 and 254 <= first_tag <= 0x200 else None
+
+
 def _printable(brand: bytes) -> bool:
     return all(48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c == 32 for c in brand)
 
@@ -206,6 +220,8 @@ _SIGNATURES: tuple[tuple[bytes, int, Callable[[_Buffer, int], _Check]], ...] = (
     (b"GIF89a", 0, _gif),
     (b"RIFF", 0, _riff),
     (b"BM", 0, _bmp),
+    (b"II*\x00", 0, _tiff),
+    (b"MM\x00*", 0, _tiff),
     (b"ftyp", 4, _ftyp),
     (b"\x1a\x45\xdf\xa3", 0, _ebml),
     (b"FPI1", 0, _int16_faceprint),
