@@ -213,11 +213,18 @@ class Faceprint:
         )
 
     def check_contract(self, other: Faceprint) -> None:
+        """Refuse a faceprint of another embedding space: another contract, or (an edited file) another size."""
         if self.contract_id != other.contract_id:
             raise ContractMismatchError(
                 f"cannot compare faceprints of different embedding contracts: "
                 f"{self.contract_id!r} ({self.model_id}) vs {other.contract_id!r} ({other.model_id})",
                 details={"a": self.contract_id, "b": other.contract_id},
+            )
+        if self.dim != other.dim:
+            raise ContractMismatchError(
+                f"cannot compare a {self.dim}-d faceprint with a {other.dim}-d one of the same contract "
+                f"{self.contract_id!r}: one of them was altered",
+                details={"a_dim": self.dim, "b_dim": other.dim},
             )
 
     # --- JSON -----------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ from faceprint.evaluate.run import (
     calibrate_pairs,
     evaluate_pairs,
 )
+from faceprint.io.output import check_output_path
 from faceprint.models.catalog import DLIB_RESNET_ID
 
 PairsArgument = Annotated[
@@ -129,8 +130,8 @@ def evaluate(
     pairs_path, images_dir = _inputs(pairs, images, "evaluate")
     if output_dir is None:
         raise UsageError("give the folder to write the report into with -o, e.g. -o eval-report")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UsageError(f"output {output_dir} is a file; give a folder for the report")
+    # Before minutes of embedding: never an input, a file, a device, or a read-only place.
+    check_output_path(output_dir, kind="dir", inputs=[pairs_path, images_dir])
     if importlib.util.find_spec("matplotlib") is None:
         # Checked now, not when the plots are drawn after minutes of embedding.
         raise BackendUnavailableError("the report's plots need matplotlib: pip install 'faceprint[eval]'")
@@ -224,10 +225,7 @@ def calibrate(
     pairs_path, images_dir = _inputs(pairs, images, "calibrate")
     if output is None:
         raise UsageError("give the calibration file to write with -o, e.g. -o calib.json")
-    if output.is_dir():
-        raise UsageError(f"output {output} is a folder; give a file name such as calib.json")
-    if not output.parent.is_dir():
-        raise UsageError(f"the folder of output {output} does not exist")
+    check_output_path(output, inputs=[pairs_path, images_dir])
     options = _options(
         face=face,
         workers=workers,

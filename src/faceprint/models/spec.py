@@ -12,10 +12,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from faceprint.errors import InvalidArgumentError
 
 Task = Literal["embedding", "detection", "landmarks"]
 Backend = Literal["dlib", "onnx"]
@@ -35,9 +38,9 @@ class ModelFile:
 
     def __post_init__(self) -> None:
         if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
-            raise ValueError(f"sha256 of {self.name} must be 64 lowercase hex digits")
+            raise InvalidArgumentError(f"sha256 of {self.name} must be 64 lowercase hex digits")
         if self.size_bytes <= 0:
-            raise ValueError(f"size_bytes of {self.name} must be positive")
+            raise InvalidArgumentError(f"size_bytes of {self.name} must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +143,7 @@ class Calibration:
 
     def __post_init__(self) -> None:
         if (self.method == "quality") != (self.quality is not None):
-            raise ValueError("a 'quality' calibration needs a quality model, and only it has one")
+            raise InvalidArgumentError("a 'quality' calibration needs a quality model, and only it has one")
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -157,7 +160,7 @@ class Calibration:
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         method = data.get("method", "platt")
         if method not in ("platt", "quality"):
-            raise ValueError(f"unknown calibration method {method!r}")
+            raise InvalidArgumentError(f"unknown calibration method {method!r}")
         quality = QualityModel.from_dict(dict(data["quality"])) if method == "quality" else None
         return cls(
             slope=float(data["slope"]),
@@ -198,31 +201,59 @@ class ModelSpec:
     def __post_init__(self) -> None:
         if self.task == "embedding":
             if self.embedding_dim is None or self.embedding_dim <= 0:
-                raise ValueError(f"embedding model {self.id} needs a positive embedding_dim")
+                raise InvalidArgumentError(f"embedding model {self.id} needs a positive embedding_dim")
             if self.input_size_wh is None or self.align_template is None:
-                raise ValueError(f"embedding model {self.id} needs input_size_wh and align_template")
+                raise InvalidArgumentError(f"embedding model {self.id} needs input_size_wh and align_template")
         if not self.files and self.backend != "dlib":
             # Only dlib's HOG detector has no file: its weights are compiled into dlib.
-            raise ValueError(f"model {self.id} lists no files")
+            raise InvalidArgumentError(f"model {self.id} lists no files")
 
     @property
     def contract_id(self) -> str:
         """``<id>:<12 hex>``: a digest of all that fixes the embedding space.
 
         Backends are left out on purpose: the ONNX conversion of a dlib network computes the same
-        function on the same weights, so its faceprints are comparable with dlib's.
+        function on the same weights, so its faceprints are comparable with dlib's. Computed once (it is
+        read for every comparison of a batch job).
         """
-        payload = {
-            "id": self.id,
-            "files": sorted(f.sha256 for f in self.files),
-            "preprocessing": PREPROCESSING_VERSION,
-            "input_size_wh": self.input_size_wh,
-            "align_template": self.align_template,
-            "color_order": self.color_order,
-            "input_mean": self.input_mean,
-            "input_std": self.input_std,
-            "dim": self.embedding_dim,
-            "metric": self.metric,
-        }
-        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        return f"{self.id}:{digest[:12]}"
+        return _contract_id(
+            self.id,
+            tuple(sorted(f.sha256 for f in self.files)),
+            self.input_size_wh,
+            self.align_template,
+            self.color_order,
+            tuple(self.input_mean) if self.input_mean is not None else None,
+            tuple(self.input_std) if self.input_std is not None else None,
+            self.embedding_dim,
+            self.metric,
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _contract_id(
+    model_id: str,
+    file_digests: tuple[str, ...],
+    input_size_wh: Any,
+    align_template: str | None,
+    color_order: str,
+    input_mean: tuple[float, ...] | None,
+    input_std: tuple[float, ...] | None,
+    dim: int | None,
+    metric: str,
+) -> str:
+    # A pure function of immutable values: a cache of results, not state (frozen slotted specs cannot
+    # memoise on themselves).
+    payload = {
+        "id": model_id,
+        "files": list(file_digests),
+        "preprocessing": PREPROCESSING_VERSION,
+        "input_size_wh": list(input_size_wh) if isinstance(input_size_wh, tuple) else input_size_wh,
+        "align_template": align_template,
+        "color_order": color_order,
+        "input_mean": list(input_mean) if input_mean is not None else None,
+        "input_std": list(input_std) if input_std is not None else None,
+        "dim": dim,
+        "metric": metric,
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return f"{model_id}:{digest[:12]}"
