@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
+import struct
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from faceprint.crypto import (
     EncryptionKeyMismatchError,
     RecordCipher,
     cipher_from_settings,
+    decrypt_stream,
+    encrypt_stream,
     is_encrypted_record,
     load_key,
     record_key_id,
@@ -160,3 +164,59 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.confidential is True
     cipher = cipher_from_settings(settings)
     assert cipher is not None and cipher.key_id == key.key_id
+
+
+# --- streams (uploads, archives) -------------------------------------------------------------------------
+
+
+def _sealed(data: bytes, *, context: str = "upload/1", chunk: int = 7, key: EncryptionKey = KEY_A) -> bytes:
+    out = io.BytesIO()
+    assert encrypt_stream(io.BytesIO(data), out, RecordCipher(key), context=context, chunk_bytes=chunk) == len(data)
+    return out.getvalue()
+
+
+def _records(sealed: bytes) -> list[bytes]:
+    records, at = [], 0
+    while at < len(sealed):
+        (length,) = struct.unpack(">I", sealed[at : at + 4])
+        records.append(sealed[at : at + 4 + length])
+        at += 4 + length
+    return records
+
+
+def _open(sealed: bytes, *, context: str = "upload/1", cipher: RecordCipher | None = None) -> bytes:
+    reader = RecordCipher(KEY_A) if cipher is None else cipher
+    return b"".join(decrypt_stream(io.BytesIO(sealed), reader, context=context))
+
+
+@pytest.mark.parametrize("size", [0, 1, 6, 7, 8, 21, 100])
+def test_stream_round_trip(size: int) -> None:
+    data = os.urandom(size)
+    sealed = _sealed(data)
+    assert len(_records(sealed)) == max(1, -(-size // 7))
+    assert _open(sealed) == data
+
+
+@pytest.mark.parametrize(
+    ("name", "mutate", "context", "error"),
+    [
+        ("truncated-last-chunk", lambda r: b"".join(r[:-1]), "upload/1", EncryptedRecordCorruptError),
+        ("cut-mid-record", lambda r: b"".join(r)[:-3], "upload/1", EncryptedRecordCorruptError),
+        ("reordered", lambda r: b"".join([r[1], r[0], *r[2:]]), "upload/1", EncryptedRecordCorruptError),
+        ("chunk-dropped", lambda r: b"".join([r[0], *r[2:]]), "upload/1", EncryptedRecordCorruptError),
+        ("trailing-data", lambda r: b"".join(r) + b"x", "upload/1", EncryptedRecordCorruptError),
+        ("another-stream", lambda r: b"".join(r), "upload/2", EncryptedRecordCorruptError),
+        ("flipped-bit", lambda r: _flip(b"".join(r), 8 * 30), "upload/1", EncryptedRecordCorruptError),
+    ],
+)
+def test_stream_tampering(name: str, mutate: object, context: str, error: type[Exception]) -> None:
+    records = _records(_sealed(bytes(range(30))))
+    with pytest.raises(error):
+        _open(mutate(records), context=context)  # type: ignore[operator]
+
+
+def test_stream_under_another_key() -> None:
+    sealed = _sealed(b"photo", key=KEY_B)
+    with pytest.raises(EncryptionKeyMismatchError):
+        _open(sealed)
+    assert _open(sealed, cipher=RecordCipher(KEY_A, previous_keys=[KEY_B])) == b"photo"

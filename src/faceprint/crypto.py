@@ -35,10 +35,11 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from faceprint.errors import EXIT_USAGE, FaceprintError
 
@@ -55,6 +56,8 @@ __all__ = [
     "EncryptionKeyRequiredError",
     "RecordCipher",
     "cipher_from_settings",
+    "decrypt_stream",
+    "encrypt_stream",
     "is_encrypted_record",
     "record_key_id",
 ]
@@ -325,3 +328,82 @@ def cipher_from_settings(settings: Settings, *, previous_keys: Sequence[Encrypti
             raise EncryptionKeyRequiredError("a key rotation needs the new key in FACEPRINT_ENCRYPTION_KEY(_FILE)")
         return None
     return RecordCipher(key, previous_keys=previous_keys)
+
+
+STREAM_CHUNK_BYTES = 1 << 20
+"""Plaintext bytes per record of an encrypted stream (an upload, a result archive)."""
+
+
+def _chunk_context(context: str, index: int, *, last: bool) -> str:
+    return f"{context}#chunk/{index}{'/last' if last else ''}"
+
+
+def encrypt_stream(
+    source: BinaryIO, target: BinaryIO, cipher: RecordCipher, *, context: str, chunk_bytes: int = STREAM_CHUNK_BYTES
+) -> int:
+    """Copy ``source`` to ``target`` as length-prefixed records of ``chunk_bytes``; returns the bytes read.
+
+    Chunk ``i`` is bound to ``context``, ``i`` and whether it is the last one, so chunks cannot be
+    reordered, dropped, cut off at the end or moved to another stream unnoticed; a file is never
+    decrypted to disk (:func:`decrypt_stream` yields the plaintext in memory).
+
+    Example:
+        >>> import io
+        >>> cipher = RecordCipher(EncryptionKey.generate())
+        >>> sealed = io.BytesIO()
+        >>> encrypt_stream(io.BytesIO(b"photo bytes" * 3), sealed, cipher, context="upload/1", chunk_bytes=8)
+        33
+        >>> b"".join(decrypt_stream(io.BytesIO(sealed.getvalue()), cipher, context="upload/1"))
+        b'photo bytesphoto bytesphoto bytes'
+    """
+    if chunk_bytes < 1:
+        raise ValueError("chunk_bytes must be positive")
+    total = 0
+    index = 0
+    chunk = source.read(chunk_bytes)
+    while True:
+        following = source.read(chunk_bytes) if chunk else b""
+        last = not following
+        record = cipher.encrypt(chunk, context=_chunk_context(context, index, last=last))
+        target.write(struct.pack(">I", len(record)) + record)
+        total += len(chunk)
+        if last:
+            return total
+        chunk = following
+        index += 1
+
+
+def decrypt_stream(source: BinaryIO, cipher: RecordCipher, *, context: str) -> Iterator[bytes]:
+    """The plaintext chunks of a stream written by :func:`encrypt_stream`, each checked before it is yielded.
+
+    Raises:
+        EncryptedRecordCorruptError: a damaged, reordered, foreign or truncated stream.
+        EncryptionKeyMismatchError: a stream under a key this cipher does not hold.
+    """
+    index = 0
+    while True:
+        prefix = source.read(4)
+        if len(prefix) < 4:
+            raise EncryptedRecordCorruptError(
+                f"encrypted stream {context!r} ends after {index} chunks without its last one (truncated)",
+                details={"context": context, "chunks": index},
+            )
+        (length,) = struct.unpack(">I", prefix)
+        record = source.read(length)
+        if len(record) != length:
+            raise EncryptedRecordCorruptError(f"encrypted stream {context!r} is cut off in chunk {index}")
+        key_id = record_key_id(record)
+        if key_id is not None and key_id not in cipher.key_ids:
+            cipher.decrypt(record, context=context)  # raises the key mismatch, naming the key
+        try:
+            chunk = cipher.decrypt(record, context=_chunk_context(context, index, last=False))
+            last = False
+        except EncryptedRecordCorruptError:
+            chunk = cipher.decrypt(record, context=_chunk_context(context, index, last=True))
+            last = True
+        yield chunk
+        if last:
+            if source.read(1):
+                raise EncryptedRecordCorruptError(f"encrypted stream {context!r} has data after its last chunk")
+            return
+        index += 1
