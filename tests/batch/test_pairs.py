@@ -788,3 +788,33 @@ def test_enclave_output_that_is_a_file_or_inside_the_inputs_is_refused(tmp_path:
     assert fifo.value.code == "output_not_regular"
     after = _snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k != "file"} == before
+
+
+def test_progress_rises_to_one_and_a_long_lived_engine_serves_several_jobs(tmp_path: Path) -> None:
+    from faceprint.analyze import Analyzer
+
+    first = write_dataset(tmp_path / "a", basic_photos(), "red.png,photos/red2.png\n")
+    second = write_dataset(tmp_path / "b", basic_photos(), "red.png,blue.png\n")
+    seen: list[float] = []
+    with Analyzer(workers=1, pipeline_factory=fake_pipeline_factory) as analyzer:
+        for number in (1, 2):
+            out = tmp_path / f"r{number}.tar.gz"
+            result = run_pairs_job([first, second], out, options=QUIET_1, analyzer=analyzer, progress=seen.append)
+            assert result.scored == 2
+    assert seen == sorted(seen[: len(seen) // 2]) + sorted(seen[len(seen) // 2 :])  # never backwards within a job
+    assert seen[-1] == 1.0 and 0.0 < min(seen) < 1.0
+    assert (tmp_path / "r1.tar.gz").read_bytes() == (tmp_path / "r2.tar.gz").read_bytes()
+
+
+def test_a_cancelled_job_writes_nothing(tmp_path: Path) -> None:
+    import threading
+
+    from faceprint.analyze import CancelledError
+
+    dataset = write_dataset(tmp_path / "ds", basic_photos(), "red.png,blue.png\n")
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(CancelledError):
+        run_pairs_job([dataset], tmp_path / "r.tar.gz", options=QUIET_1, pipeline_factory=fake_pipeline_factory,
+                      cancel=cancel)
+    assert not (tmp_path / "r.tar.gz").exists()

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -365,6 +366,8 @@ class ImageEmbeddingEngine:
         *,
         total: int | None = None,
         description: str = "images",
+        progress: Callable[[AnalyzeProgress], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> EmbeddedImages[K]:
         """Embed every photo of ``items``, each distinct content once; one progress-bar line per call.
 
@@ -373,6 +376,8 @@ class ImageEmbeddingEngine:
                 result. Sources are read one at a time, just before their photo is embedded.
             total: How many items there are, for the bar and the pool size.
             description: The progress bar's label.
+            progress: Also called after each photo (a job's progress).
+            cancel: Stops the call (raises :class:`~faceprint.analyze.CancelledError`) when set.
 
         Returns:
             An outcome per key, in the order given.
@@ -391,12 +396,16 @@ class ImageEmbeddingEngine:
                 keys.append(key)
                 yield AnalyzeItem(str(key), source)
 
-        def advance(_: AnalyzeProgress) -> None:
+        def advance(state: AnalyzeProgress) -> None:
             self._progress.advance(task, 1)
+            if progress is not None:
+                progress(state)
 
         outcomes: dict[K, ImageOutcome] = {}
         digests: set[str] = set()
-        results = self._analyzer.analyze(analyze_items(), options=_options(self._face), progress=advance, total=count)
+        results = self._analyzer.analyze(
+            analyze_items(), options=_options(self._face), progress=advance, cancel=cancel, total=count
+        )
         for result in results:
             outcomes[keys[result.index]] = ImageOutcome.of(result)
             if result.sha256 is not None:

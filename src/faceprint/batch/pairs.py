@@ -75,13 +75,14 @@ import io
 import json
 import posixpath
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from faceprint import __version__
-from faceprint.analyze import Analyzer, ExecutorName
+from faceprint.analyze import AnalyzeProgress, Analyzer, ExecutorName
 from faceprint.batch.engine import (
     EmbeddingPipeline,
     FaceMode,
@@ -470,6 +471,8 @@ def _process_dataset(
     engine: ImageEmbeddingEngine,
     model: _ModelInfo,
     options: PairsOptions,
+    progress: Callable[[AnalyzeProgress], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> _DatasetOutput:
     problems: list[_Problem] = []
     table: PairsScan | None = None
@@ -518,7 +521,9 @@ def _process_dataset(
                     resolved[name] = err
             needed = sorted({target for target in resolved.values() if isinstance(target, str)})
             # Read in storage order (a .tar.gz is decompressed forward once), one photo in memory at a time.
-            embedded_images = engine.embed(dataset.iter_read(needed), total=len(needed), description=folder)
+            embedded_images = engine.embed(
+                dataset.iter_read(needed), total=len(needed), description=folder, progress=progress, cancel=cancel
+            )
             outcomes, embedded = _own_messages(embedded_images), embedded_images.embedded
     except InputError as err:
         dataset_error = err
@@ -671,6 +676,8 @@ def _run(
     options: PairsOptions,
     pipeline_factory: PipelineFactory | None,
     analyzer: Analyzer | None = None,
+    progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> tuple[dict[str, bytes], tuple[DatasetSummary, ...], _ModelInfo]:
     # Looked up here, not bound as a default argument, so tests can swap this module's default.
     factory = pipeline_factory if pipeline_factory is not None else default_pipeline_factory
@@ -687,8 +694,18 @@ def _run(
         analyzer=analyzer,
     ) as engine:
         model = _ModelInfo.of(engine.pipeline)
-        for folder, source in sources:
-            output = _process_dataset(folder, source, engine=engine, model=model, options=options)
+        for number, (folder, source) in enumerate(sources):
+
+            def dataset_progress(state: AnalyzeProgress, number: int = number) -> None:
+                # Each dataset is an equal share of the job: the photo counts of later ones are not known yet.
+                if progress is not None and state.total:
+                    progress((number + state.done / state.total) / len(sources))
+
+            output = _process_dataset(
+                folder, source, engine=engine, model=model, options=options, progress=dataset_progress, cancel=cancel
+            )
+            if progress is not None:
+                progress((number + 1) / len(sources))
             files.update(output.files)
             summaries.append(output.summary)
     return files, tuple(summaries), model
@@ -711,6 +728,8 @@ def run_pairs_job(
     options: PairsOptions | None = None,
     pipeline_factory: PipelineFactory | None = None,
     analyzer: Analyzer | None = None,
+    progress: Callable[[float], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> PairsJobResult:
     """Score the pairs of every dataset in ``inputs`` and write one TAR.GZ of results.
 
@@ -720,7 +739,9 @@ def run_pairs_job(
         options: Details, face mode, workers, limits, pipeline config.
         pipeline_factory: Builds the pipeline (tests pass :func:`faceprint.testing.fake_pipeline_factory`).
         analyzer: A long-lived engine to run on (a job worker's), instead of one built for this job; it
-            must have been built from ``options.pipeline``.
+            must have been built from ``options.pipeline`` (the face rule is applied per call).
+        progress: Called with the job's progress, 0-1, as photos are embedded.
+        cancel: When set, the job stops (:class:`~faceprint.analyze.CancelledError`) and writes nothing.
 
     Returns:
         Counts per dataset and the exit status to report.
@@ -742,7 +763,7 @@ def run_pairs_job(
     # Before any work: a bad -o must cost nothing, and must never overwrite an input or a device.
     output_path = check_output_path(output_path, inputs=paths)
     sources = [(f"input-{index:04d}", path) for index, path in enumerate(paths, start=1)]
-    files, summaries, model = _run(sources, options, pipeline_factory, analyzer)
+    files, summaries, model = _run(sources, options, pipeline_factory, analyzer, progress, cancel)
     write_deterministic_targz(files, output_path)
     return PairsJobResult(
         output_path=output_path,

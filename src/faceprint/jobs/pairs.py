@@ -4,8 +4,8 @@ The result is the TAR.GZ ``faceprint pairs`` writes for the same datasets, byte 
 given to the job under its uploaded file name (a hard link in the job's work folder), since the output
 names its inputs.
 
-``run_pairs_job`` builds its own engine and has no cancel hook, so it runs in a child process that the
-worker can stop within a heartbeat of a cancel.
+It runs on the worker's own long-lived engine (no second model load), reports progress as photos are
+embedded, and stops at a cancel (nothing is written then).
 
 Example:
     >>> PairsParams.from_dict({"details": True}).face
@@ -15,14 +15,13 @@ Example:
 from __future__ import annotations
 
 import importlib
-import multiprocessing
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from faceprint.analyze import PipelineFactory, check_face_mode
+from faceprint.analyze import CancelledError, PipelineFactory, check_face_mode
 from faceprint.errors import FaceprintError, UsageError
 from faceprint.jobs.context import JobContext, JobOutcome
 from faceprint.jobs.model import JobError
@@ -30,7 +29,6 @@ from faceprint.jobs.uploads import UnsupportedMediaError, clean_filename
 
 __all__ = ["PairsJobError", "PairsParams", "load_factory", "run_face_pairs"]
 
-_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,53 +58,6 @@ def load_factory(ref: str | None) -> PipelineFactory | None:
     module_name, _, attr = ref.partition(":")
     factory: PipelineFactory = getattr(importlib.import_module(module_name), attr)
     return factory
-
-
-def _child(
-    inputs: list[str],
-    output: str,
-    details: bool,
-    face: str,
-    workers: int,
-    max_pairs: int,
-    factory_ref: str | None,
-    conn: Any,
-) -> None:
-    from faceprint.batch.pairs import PairsOptions, run_pairs_job
-
-    try:
-        mode = PairsParams.from_dict({"face": face}).face
-        options = PairsOptions(details=details, face=mode, workers=workers, quiet=True, max_pairs=max_pairs)
-        result = run_pairs_job(
-            [Path(p) for p in inputs], Path(output), options=options, pipeline_factory=load_factory(factory_ref)
-        )
-        datasets = [
-            {
-                "source": d.source,
-                "folder": d.folder,
-                "rows": d.rows,
-                "scored": d.scored,
-                "failed": d.failed,
-                "status": d.status,
-                "dataset_error": d.dataset_error,
-            }
-            for d in result.datasets
-        ]
-        conn.send(
-            {
-                "ok": True,
-                "datasets": datasets,
-                "model_id": result.model_id,
-                "contract_id": result.contract_id,
-                "threshold": result.threshold,
-            }
-        )
-    except FaceprintError as err:
-        conn.send({"ok": False, "code": err.code, "message": err.message})
-    except Exception as err:
-        conn.send({"ok": False, "code": "internal_error", "message": f"{type(err).__name__}: {err}"})
-    finally:
-        conn.close()
 
 
 class PairsJobError(FaceprintError):
@@ -147,51 +98,41 @@ def run_face_pairs(ctx: JobContext) -> JobOutcome:
         inputs.append(str(target))
     ctx.layout.results_dir.mkdir(parents=True, exist_ok=True)
     output = ctx.layout.result_path(ctx.job.id)
-    mp = multiprocessing.get_context("spawn")
-    receiver, sender = mp.Pipe(duplex=False)
-    process = mp.Process(
-        target=_child,
-        args=(
-            inputs,
-            str(output),
-            params.details,
-            params.face,
-            ctx.engine_workers,
-            ctx.limits.max_pairs,
-            ctx.pipeline_factory_ref,
-            sender,
-        ),
-        daemon=True,
-    )
-    process.start()
-    sender.close()
-    message: dict[str, Any] | None = None
+    from faceprint.batch.pairs import PairsOptions, run_pairs_job
+
+    options = PairsOptions(details=params.details, face=params.face, quiet=True, max_pairs=ctx.limits.max_pairs)
     try:
-        while True:
-            if ctx.cancel.is_set():
-                process.terminate()
-                break
-            if receiver.poll(_POLL_S):
-                try:
-                    message = receiver.recv()
-                except EOFError:
-                    message = None
-                break
-            if not process.is_alive() and not receiver.poll(0):
-                break
-    finally:
-        process.join(timeout=10)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        receiver.close()
-        shutil.rmtree(work, ignore_errors=True)
-    if ctx.cancel.is_set():
+        result = run_pairs_job(
+            [Path(p) for p in inputs],
+            output,
+            options=options,
+            analyzer=ctx.analyzer,
+            progress=ctx.progress.set,
+            cancel=ctx.cancel,
+        )
+    except CancelledError:
         return JobOutcome()
-    if message is None:
-        raise PairsJobError(f"the pairs process stopped without a result (exit code {process.exitcode})")
-    if not message["ok"]:
-        raise PairsJobError(str(message["message"]), details={"code": message["code"]})
+    except FaceprintError as err:
+        raise PairsJobError(err.message, details={"code": err.code}) from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    message: dict[str, Any] = {
+        "model_id": result.model_id,
+        "contract_id": result.contract_id,
+        "threshold": result.threshold,
+        "datasets": [
+            {
+                "source": d.source,
+                "folder": d.folder,
+                "rows": d.rows,
+                "scored": d.scored,
+                "failed": d.failed,
+                "status": d.status,
+                "dataset_error": d.dataset_error,
+            }
+            for d in result.datasets
+        ],
+    }
     summary = []
     errors = []
     for uri, dataset in zip(ctx.job.sources, message["datasets"], strict=True):
