@@ -401,17 +401,36 @@ def enclave_mixed(ws: Path) -> list[str]:
     return ["--inputs-dir", str(ws / "in"), "--output-dir", str(ws / "out")]
 
 
-def zip_and_bzip2_datasets(ws: Path) -> list[str]:
+def bzip2_dataset(ws: Path) -> list[str]:
     import bz2
-    import zipfile
 
-    with zipfile.ZipFile(ws / "ds.zip", "w") as archive:
-        for name, data in {**photos(), "pairs.csv": b"red.png,blue.png\n"}.items():
-            archive.writestr(name, data)
     plain = tgz(ws / "plain.tar", {**photos(), "pairs.csv": b"red.png,blue.png\n"}, gz=False)
     (ws / "ds.tar.bz2").write_bytes(bz2.compress(plain.read_bytes()))
     plain.unlink()
-    return [str(ws / "ds.zip"), str(ws / "ds.tar.bz2"), *out_args(ws)]
+    return [str(ws / "ds.tar.bz2"), *out_args(ws)]
+
+
+def zip_dataset(ws: Path) -> list[str]:
+    import zipfile
+
+    with zipfile.ZipFile(ws / "ds.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in {**photos(), "pairs.csv": b"red.png,blue.png\nred.png,red2.png\n"}.items():
+            archive.writestr(f"deep/set/{name}", data)
+    return [str(ws / "ds.zip"), *out_args(ws)]
+
+
+def zip_slip_and_symlink(ws: Path) -> list[str]:
+    import stat
+    import zipfile
+
+    link = zipfile.ZipInfo("link.png")
+    link.create_system, link.external_attr = 3, (stat.S_IFLNK | 0o777) << 16
+    with zipfile.ZipFile(ws / "ds.zip", "w") as archive:
+        for name, data in {**photos(), "pairs.csv": b"red.png,blue.png\nlink.png,red.png\n"}.items():
+            archive.writestr(name, data)
+        archive.writestr("../../escaped.png", photos()["red.png"])
+        archive.writestr(link, "/etc/passwd")
+    return [str(ws / "ds.zip"), *out_args(ws)]
 
 
 def hard_link_member(ws: Path) -> list[str]:
@@ -474,7 +493,9 @@ CASES: dict[str, Case] = {
     "symlink-out-of-dataset": Case(symlink_out_of_dataset, 1, _codes("unsafe_archive_member"), rows=(2,)),
     "missing-dataset": Case(missing_dataset, 2, _codes("usage_error")),
     "long-and-markup-names": Case(long_names, 1, _codes("missing_file"), rows=(3,)),
-    "zip-and-bzip2-datasets": Case(zip_and_bzip2_datasets, 3, _codes("archive_error"), rows=(0, 0)),
+    "bzip2-dataset": Case(bzip2_dataset, 3, _codes("archive_error"), rows=(0,)),
+    "zip-dataset": Case(zip_dataset, 0, rows=(2,)),
+    "zip-slip-and-symlink": Case(zip_slip_and_symlink, 1, _codes("unsafe_archive_member"), rows=(2,)),
     "hard-link-member": Case(hard_link_member, 1, _codes("unsafe_archive_member"), rows=(2,)),
     "nested-with-macos-forks": Case(nested_with_macos_forks, 0, rows=(2,)),
     "enclave-fifo-in-output": Case(enclave_fifo_in_output, 2, _codes("output_not_regular")),

@@ -1,4 +1,4 @@
-"""The ``face_pairs`` job: pair datasets (TAR / TAR.GZ uploads) → :func:`faceprint.batch.pairs.run_pairs_job`.
+"""The ``face_pairs`` job: pair datasets (TAR / TAR.GZ / ZIP uploads) → :func:`faceprint.batch.pairs.run_pairs_job`.
 
 The result is the TAR.GZ ``faceprint pairs`` writes for the same datasets, byte for byte: each upload is
 given to the job under its uploaded file name (a hard link in the job's work folder), since the output
@@ -76,13 +76,9 @@ def run_face_pairs(ctx: JobContext) -> JobOutcome:
     used: set[str] = set()
     for number, uri in enumerate(ctx.job.sources, start=1):
         record, path = ctx.uploads.resolve(uri)
-        with path.open("rb") as handle:
-            head = handle.read(4)
-        if record.media_type != "archive" or head.startswith(b"PK"):
+        if record.media_type != "archive":
             raise UnsupportedMediaError(
-                f"{record.filename}: face_pairs takes TAR or TAR.GZ datasets"
-                + (" (ZIP is not supported yet)" if head.startswith(b"PK") else ""),
-                details={"source": uri},
+                f"{record.filename}: face_pairs takes TAR, TAR.GZ or ZIP datasets", details={"source": uri}
             )
         name = clean_filename(record.filename)
         if name in used:

@@ -103,7 +103,8 @@ def sniff_media_type(head: bytes) -> MediaType | None:
         return "image" if brand in (b"heic", b"heix", b"avif", b"mif1") else "video"
     if head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
         return "video"
-    if head.startswith((b"\x1f\x8b", b"PK\x03\x04")) or head[257:262] == b"ustar":
+    # ZIP: a local file header, or the end record that is all of an empty archive.
+    if head.startswith((b"\x1f\x8b", b"PK\x03\x04", b"PK\x05\x06")) or head[257:262] == b"ustar":
         return "archive"
     return None
 
