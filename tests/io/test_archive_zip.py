@@ -321,3 +321,9 @@ def test_a_damaged_member_in_a_pairs_job_fails_only_its_rows(tmp_path: Path) -> 
     out = tmp_path / "out.tar.gz"
     result = run_pairs_job([path], out, options=QUIET_1, pipeline_factory=fake_pipeline_factory)
     assert [(d.rows, d.scored, d.failed) for d in result.datasets] == [(2, 1, 1)]
+    with tarfile.open(out) as tar:
+        (errors_info,) = [info for info in tar.getmembers() if info.name.endswith("/processing.error")]
+        extracted = tar.extractfile(errors_info)
+        assert extracted is not None
+        errors = extracted.read().decode()
+    assert "blue.png,archive_error," in errors and "red2.png" not in errors
