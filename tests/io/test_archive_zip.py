@@ -223,6 +223,20 @@ def test_max_members_is_respected(tmp_path: Path) -> None:
     assert too_many.value.code == "unsafe_archive_member"
 
 
+def test_a_directory_declaring_too_many_entries_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = write_zip(tmp_path / "ds.zip", {"a.png": b"1", "b.png": b"2"})
+    raw = bytearray(path.read_bytes())
+    end = raw.rindex(b"PK\x05\x06")
+    struct.pack_into("<HH", raw, end + 8, 60_000, 60_000)  # entries on this disk, entries in all
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FaceprintError) as too_many, Dataset(path, limits=ArchiveLimits(max_members=100)):
+        pass
+    assert too_many.value.code == "unsafe_archive_member" and "declares 60000 entries" in too_many.value.message
+    honest = write_zip(tmp_path / "honest.zip", {"a.png": b"1", "b.png": b"2"})
+    with Dataset(honest, limits=ArchiveLimits(max_members=2)) as dataset:
+        assert dataset.names == ("a.png", "b.png")
+
+
 def test_total_declared_bytes_make_the_archive_unreadable(tmp_path: Path) -> None:
     path = write_zip(tmp_path / "ds.zip", {f"{i}.png": b"\x00" * 1000 for i in range(5)})
     with pytest.raises(ArchiveError), Dataset(path, limits=ArchiveLimits(max_total_bytes=4000)):

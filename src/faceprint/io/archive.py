@@ -32,7 +32,9 @@ repeated TAR name. Zip bombs: the declared ``file_size`` is checked against the 
 opened, and while a member is read its decompressed bytes are counted in 1 MiB chunks and reading stops past
 the declared size (``zipfile`` itself stops there, and a member that lies about its size then fails its
 CRC-32). Members whose stored data overlap (the "overlapping files" zip bomb, where thousands of entries
-reuse one compressed block) make the whole archive unreadable. A compression-ratio guard is not used: with
+reuse one compressed block) make the whole archive unreadable, and a central directory whose end record
+declares more than ``max_members`` entries is refused before ``zipfile`` parses it (it builds one object per
+entry). A compression-ratio guard is not used: with
 the declared size bounded and enforced, a ratio adds no bound, and honest photos of blank frames compress
 well. A damaged central directory (or a truncated file) makes the whole archive unreadable; a member that
 fails its CRC-32 is refused alone (:class:`~faceprint.errors.ArchiveError` for that member), as a truncated
@@ -68,6 +70,7 @@ import os
 import posixpath
 import re
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -96,6 +99,9 @@ _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; the end record of an empty archive
 _ZIP_LOCAL_HEADER_BYTES = 30
 _ZIP_READ_CHUNK = 1 << 20
+_ZIP_END_RECORD_BYTES = 22
+_ZIP_END_SEARCH_BYTES = _ZIP_END_RECORD_BYTES + 0xFFFF  # the end record, then at most a 64 KiB comment
+_ZIP_MAX_DIRECTORY_ENTRY_BYTES = 46 + 4096 + 1024  # fixed part, a long name, generous extra fields
 _ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
 
@@ -495,6 +501,7 @@ class Dataset:
         archive_name = self.path.name
         try:
             self._raw = self.path.open("rb")
+            self._check_zip_directory_size(self._raw)
             # The central directory is parsed here; a damaged or truncated one makes the archive unreadable.
             self._zip = zipfile.ZipFile(self._raw)
             infos = self._zip.infolist()
@@ -507,6 +514,34 @@ class Dataset:
         total = 0
         for info in infos:
             total = self._check_zip_entry(info, total)
+
+    def _check_zip_directory_size(self, handle: BinaryIO) -> None:
+        """Refuse a central directory that declares too many entries before ``zipfile`` parses all of it.
+
+        ``zipfile`` reads the whole directory and builds one ``ZipInfo`` per entry, so a hostile count would
+        cost memory before :attr:`ArchiveLimits.max_members` could be checked. A missing or odd end record
+        is left to ``zipfile`` (it raises ``BadZipFile``).
+        """
+        size = handle.seek(0, os.SEEK_END)
+        start = max(0, size - _ZIP_END_SEARCH_BYTES)
+        handle.seek(start)
+        tail = handle.read(size - start)
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _ZIP_END_RECORD_BYTES:
+            return
+        entries, directory_bytes = struct.unpack_from("<HI", tail, at + 10)
+        entries_bound = self.limits.max_members
+        if entries != 0xFFFF and directory_bytes != 0xFFFFFFFF:
+            too_many = entries > entries_bound or directory_bytes > entries_bound * _ZIP_MAX_DIRECTORY_ENTRY_BYTES
+        else:  # ZIP64: the real counts are in the ZIP64 end record, which zipfile checks as it parses
+            too_many = False
+        if too_many:
+            raise UnsafeArchiveMemberError(
+                f"{self.path.name}: the ZIP directory declares {entries} entries in {directory_bytes} bytes, "
+                f"more than {entries_bound} entries",
+                details={"name": self.path.name, "max_members": entries_bound},
+            )
+        handle.seek(0)
 
     def _check_zip_overlaps(self, infos: list[zipfile.ZipInfo]) -> None:
         """Refuse the archive if two members' stored data overlap (one compressed block counted many times)."""
