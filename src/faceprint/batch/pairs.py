@@ -734,7 +734,7 @@ def run_pairs_job(
     """Score the pairs of every dataset in ``inputs`` and write one TAR.GZ of results.
 
     Args:
-        inputs: Datasets: folders, ``.tar``, ``.tar.gz`` or ``.tgz`` files (told apart by content).
+        inputs: Datasets: folders, ``.tar``, ``.tar.gz``, ``.tgz`` or ``.zip`` files (told apart by content).
         output_path: The TAR.GZ to write (replaced atomically); its folder must exist.
         options: Details, face mode, workers, limits, pipeline config.
         pipeline_factory: Builds the pipeline (tests pass :func:`faceprint.testing.fake_pipeline_factory`).
@@ -779,7 +779,7 @@ def _enclave_source(folder: Path) -> Path:
     entries = [entry for entry in folder.iterdir() if not entry.name.startswith(".")]
     if len(entries) == 1 and entries[0].is_file() and not entries[0].is_symlink():
         try:
-            if detect_kind(entries[0]) in ("tar", "tar.gz"):
+            if detect_kind(entries[0]) in ("tar", "tar.gz", "zip"):
                 return entries[0]
         except InputError:
             pass  # a lone non-archive file: the folder is the dataset (and will lack pairs.csv)

@@ -203,10 +203,10 @@ def check_comparable(a: Faceprint, b: Faceprint, *, names: tuple[str, str] = ("a
         ...     err.details["dims"]
         [64, 128]
     """
-    a.check_contract(b)
-    if a.dim != b.dim:
+    if a.dim != b.dim:  # first: the message names the files (check_contract cannot)
         raise ContractMismatchError(
             f"cannot compare a {a.dim}-d faceprint ({names[0]}) with a {b.dim}-d one ({names[1]}): "
             "both must come from the same model",
             details={"dims": [a.dim, b.dim], "contract_id": a.contract_id},
         )
+    a.check_contract(b)
