@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faceprint.errors import InvalidSettingError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "open_executor"]
 
 
 def _data_home() -> Path:
@@ -41,7 +41,7 @@ class _Settings(BaseSettings):
     """Where named galleries live (default ``~/.local/share/faceprint/galleries``)."""
     workers: int | None = Field(default=None, ge=1, le=256)
     """Worker processes for commands over many photos (default: every available core)."""
-    executor: Literal["auto", "local", "processes"] = "auto"
+    executor: str = "auto"
     """Where the engine runs: ``auto`` (processes for many photos), ``local`` or ``processes``."""
     database_url: str | None = None
     """A ``postgresql://`` URL: galleries and jobs in PostgreSQL instead of SQLite files."""
@@ -51,6 +51,13 @@ class _Settings(BaseSettings):
     """Base64 of a 32-byte AES-256-GCM key: gallery templates and stored results encrypted at rest."""
     encryption_key_file: Path | None = None
     """A file holding that base64 key (instead of ``FACEPRINT_ENCRYPTION_KEY``)."""
+
+    @field_validator("executor")
+    @classmethod
+    def _executor(cls, value: str) -> str:
+        if value in ("auto", "local", "processes") or value.startswith("dask://"):
+            return value
+        raise ValueError("must be auto, local, processes or dask://HOST:PORT")
 
     @field_validator("model_dir", "gallery_dir", "encryption_key_file")
     @classmethod
@@ -92,7 +99,8 @@ class Settings:
         return self._values.workers
 
     @property
-    def executor(self) -> Literal["auto", "local", "processes"]:
+    def executor(self) -> str:
+        """``auto``, ``local``, ``processes`` or a ``dask://HOST:PORT`` scheduler (see :func:`open_executor`)."""
         return self._values.executor
 
     @property
@@ -120,3 +128,17 @@ class Settings:
 def load_settings(**overrides: Any) -> Settings:
     """The settings from the environment, with ``overrides`` (``None`` values ignored) on top."""
     return Settings(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def open_executor(value: str) -> Any:
+    """The engine's executor for a setting: the name itself, or a connected ``DaskExecutor`` for ``dask://``.
+
+    Example:
+        >>> open_executor("processes")
+        'processes'
+    """
+    if value.startswith("dask://"):
+        from faceprint.execute.dask import DaskExecutor
+
+        return DaskExecutor.from_url(value)
+    return value

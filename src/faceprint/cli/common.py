@@ -20,7 +20,7 @@ from faceprint.batch.engine import progress_bar
 from faceprint.errors import EXIT_INTERNAL, FaceprintError
 from faceprint.models.catalog import DLIB_RESNET_ID
 from faceprint.pipeline import PipelineConfig
-from faceprint.settings import Settings, load_settings
+from faceprint.settings import Settings, load_settings, open_executor
 
 ProgressFn = Callable[[AnalyzeProgress], None]
 
@@ -170,7 +170,7 @@ def open_analyzer(config: PipelineConfig, *, workers: int | None) -> Analyzer:
     return Analyzer(
         config,
         workers=workers if workers is not None else context.settings.workers,
-        executor=context.settings.executor,
+        executor=open_executor(context.settings.executor),
         pipeline_factory=context.pipeline_factory,
     )
 

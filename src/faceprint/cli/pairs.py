@@ -32,6 +32,7 @@ from faceprint.cli.common import (
 )
 from faceprint.errors import EXIT_OK, UsageError
 from faceprint.models.catalog import DLIB_RESNET_ID
+from faceprint.settings import open_executor
 
 
 @handle_errors
@@ -66,6 +67,10 @@ def pairs(
         int | None, typer.Option("--workers", min=1, help="Worker processes (default: every available core).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option("--executor", help="auto, local, processes or dask://HOST:PORT (FACEPRINT_EXECUTOR)."),
+    ] = None,
     no_escape_formulas: Annotated[
         bool,
         typer.Option(
@@ -114,7 +119,7 @@ def pairs(
         workers=workers if workers is not None else context.settings.workers,
         quiet=quiet,
         escape_formulas=not no_escape_formulas,
-        executor=context.settings.executor,
+        executor=open_executor(executor if executor is not None else context.settings.executor),
     )
     result: PairsJobResult
     if inputs_dir is not None and output_dir is not None:
