@@ -9,6 +9,7 @@ Example:
     >>> from faceprint.settings import Settings
 
 if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
     from faceprint.gallery.pgvector import PgvectorGallery
     >>> gallery_path("staff", settings=Settings(gallery_dir=Path("/srv/g")))
     PosixPath('/srv/g/staff.sqlite')
@@ -34,6 +35,7 @@ from faceprint.models.spec import ModelSpec
 from faceprint.settings import Settings
 
 if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
     from faceprint.gallery.pgvector import PgvectorGallery
 
 __all__ = [
@@ -85,7 +87,7 @@ def open_gallery(name: str, *, settings: Settings, create: bool = False) -> Sqli
         )
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteGallery(path, create=create)
+    return SqliteGallery(path, create=create, cipher=_cipher(settings))
 
 
 def create_gallery(
@@ -116,7 +118,14 @@ def create_gallery(
         return created, f"{redact_url(url)} (gallery {gallery_name})"
     path = gallery_path(name, settings=settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteGallery.create(path, contract_id=contract_id), str(path)
+    return SqliteGallery.create(path, contract_id=contract_id, cipher=_cipher(settings)), str(path)
+
+
+def _cipher(settings: Settings) -> RecordCipher | None:
+    # FACEPRINT_ENCRYPTION_KEY(_FILE): templates and sources encrypted at rest (docs/privacy.md).
+    from faceprint.crypto import cipher_from_settings
+
+    return cipher_from_settings(settings)
 
 
 def enter_gallery(
