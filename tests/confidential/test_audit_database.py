@@ -45,9 +45,15 @@ def test_database_audit(schema_url: tuple[str, str]) -> None:
     vector = np.random.default_rng(1).normal(size=128).astype("<f4")
     with connect(url) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        # The extension may already live in another schema (an earlier test created it): name its type fully.
+        row = conn.execute(
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+            " WHERE e.extname = 'vector'"
+        ).fetchone()
+        assert row is not None
         conn.execute("CREATE TABLE photos (id int PRIMARY KEY, data bytea, note text)")
         conn.execute("CREATE TABLE sealed (id int PRIMARY KEY, data bytea)")
-        conn.execute("CREATE TABLE prints (id int PRIMARY KEY, embedding vector(128))")
+        conn.execute(f'CREATE TABLE prints (id int PRIMARY KEY, embedding "{row[0]}".vector(128))')
         conn.execute("INSERT INTO photos VALUES (1, %s, 'fine')", (_jpeg(),))
         fp = Faceprint(vector, model_id="m", contract_id="m:1", package_version="0")
         conn.execute("INSERT INTO photos VALUES (2, NULL, %s)", (fp.to_json(),))
