@@ -242,3 +242,49 @@ def _faceprint_of(pipeline, path: Path) -> Faceprint:  # type: ignore[no-untyped
 
     (face,) = pipeline.embed_faces(load_image(path))
     return face.faceprint
+
+
+def test_a_profile_probe_is_judged_by_its_pair_sigmoid_against_a_frontal_template(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from faceprint.compare import Comparator
+    from faceprint.identify import identification_min_similarity
+    from faceprint.models.catalog import builtin_specs
+    from faceprint.types import FaceQuality
+
+    spec = builtin_specs()["dlib-resnet-v1"]
+    comparator = Comparator(spec)
+    frontal = FaceQuality(52.0, 1.4, "hog@0", 4.0, -2.0, 260.0, 0.47, 0.0)
+    profile = FaceQuality(30.0, 0.9, "mmod", 68.0, 6.0, 140.0, 0.41, 0.02)
+    cutoff = identification_min_similarity(spec, comparator)
+    profile_cutoff = comparator.threshold_for(profile, frontal, min_similarity=cutoff)
+    assert abs(profile_cutoff - cutoff) > 1e-3  # the shipped calibration moves it for such a pair
+    similarity = (cutoff + profile_cutoff) / 2
+    angle = float(np.degrees(np.arccos(similarity)))
+    with SqliteGallery.create(tmp_path / "g.sqlite") as gallery:
+        template = replace(at_angle(0), quality=frontal)
+        gallery.enroll(gallery.add_person("Jane").person_id, [template])
+        probes = [replace(at_angle(angle), quality=q) for q in (profile, frontal)]
+        judged = identify_faces(
+            [probe(p, f"{i}.jpg") for i, p in enumerate(probes)],
+            [gallery],
+            min_similarity=cutoff,
+            comparator=comparator,
+        )
+        plain = identify_faces([probe(probes[0], "0.jpg")], [gallery], min_similarity=cutoff)
+    for face, faceprint in zip(judged, probes, strict=True):
+        same = comparator.compare(faceprint, template)
+        assert face.similarity == pytest.approx(same.similarity, abs=1e-6)
+        assert face.probability == pytest.approx(same.probability, abs=1e-4)
+        # Accepted exactly when the pair's probability reaches the one the cut-off gives two frontal faces.
+        accepted = same.probability >= comparator.probability(cutoff)
+        assert (face.label == "Jane") == accepted
+        assert face.matches[0].min_similarity == pytest.approx(
+            comparator.threshold_for(faceprint.quality, frontal, min_similarity=cutoff)
+        )
+        assert face.matches[0].template_quality == frontal
+    # One similarity, two answers: the profile pair's sigmoid is not the frontal one.
+    assert {judged[0].label, judged[1].label} == {"Jane", UNKNOWN}
+    # Without a comparator the one cut-off serves every pair, as before.
+    assert plain[0].label == ("Jane" if similarity >= cutoff else UNKNOWN)
+    assert plain[0].matches[0].min_similarity is None

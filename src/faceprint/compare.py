@@ -250,8 +250,14 @@ class Comparator:
         self, similarity: float, quality_a: FaceQuality | None = None, quality_b: FaceQuality | None = None
     ) -> float:
         """P(same person) at ``similarity`` for faces of these qualities (``None``: the reference pair)."""
+        return _sigmoid(self.logit(similarity, quality_a, quality_b))
+
+    def logit(
+        self, similarity: float, quality_a: FaceQuality | None = None, quality_b: FaceQuality | None = None
+    ) -> float:
+        """The calibrated log-odds of :meth:`probability` (ranks sure matches that all read P = 1.0)."""
         slope, intercept, _ = sigmoid_for_quality(self.calibration, quality_a, quality_b)
-        return _sigmoid(slope * similarity + intercept)
+        return slope * similarity + intercept
 
     def threshold_for(
         self,

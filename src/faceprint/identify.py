@@ -9,6 +9,11 @@ function (a calibration), P(same person). Unknown faces can be clustered across 
 (``Unknown #1``, ``Unknown #2``, … by first appearance; two faces of one image are never put together)
 and stored as persistent unknowns so that later runs recognise them.
 
+With a comparator (:func:`identify_images` always passes the pipeline's) the decision is quality-aware per
+candidate: the cut-off is the probability level that the reference cut-off gives two frontal faces, and
+each candidate must reach it under the sigmoid of (probe quality, quality of the person's most similar
+template), the probability ``faceprint compare`` gives the same two faces (docs/identification.md).
+
 Example:
     >>> faces = [ProbeFace(faceprint=fp, image_id="team.jpg", bbox_xyxy=(10, 20, 110, 120))]  # doctest: +SKIP
     >>> [f.label for f in identify_faces(faces, [staff], max_distance=0.45)]  # doctest: +SKIP
@@ -90,11 +95,11 @@ class IdentifiedFace:
     is_unknown: bool
     """True unless a *named* person was matched (persistent unknowns count as unknown)."""
     similarity: float | None
-    """Cosine similarity to the closest person, accepted or not; None when the galleries are empty."""
+    """Cosine similarity to the matched person, else to the closest one; None when the galleries are empty."""
     distance: float | None
     """``sqrt(2 - 2 * similarity)``."""
     probability: float | None
-    """P(same person) for the closest person, when the caller gave a calibration."""
+    """P(same person) for that person, when the caller gave a calibration (quality-aware with a comparator)."""
     matches: tuple[SearchHit, ...]
     """The top-k persons, best first."""
     gallery: str | None = None
@@ -185,6 +190,7 @@ def _identify(
     max_distance: float | None,
     probability: ProbabilityFn | None,
     default_min_similarity: float | None,
+    comparator: Comparator | None,
     cluster_unknowns: bool,
     cluster_min_similarity: float | None,
     index_unknowns_into: Gallery | None,
@@ -200,6 +206,7 @@ def _identify(
         max_distance=max_distance,
         probability=probability,
         default_min_similarity=default_min_similarity,
+        comparator=comparator,
     )
     contract_id = index.contract_id
     model_id = index.model_id
@@ -262,8 +269,9 @@ def _identify(
 def _identified(
     face: ProbeFace, result: IdentifyResult, *, cluster: int | None, new_person: Person | None, new_gallery: str | None
 ) -> IdentifiedFace:
-    top = result.top
     best = result.best
+    # The matched person (with a comparator not always the most similar one), else the closest.
+    top = best if best is not None else result.top
     person_id: str | None
     gallery: str | None
     if best is not None:
@@ -299,6 +307,7 @@ def identify_faces(
     max_distance: float | None = None,
     probability: ProbabilityFn | None = None,
     default_min_similarity: float | None = None,
+    comparator: Comparator | None = None,
     cluster_unknowns: bool = False,
     cluster_min_similarity: float | None = None,
     index_unknowns_into: Gallery | None = None,
@@ -317,6 +326,9 @@ def identify_faces(
         probability: similarity → P(same person), e.g. ``pipeline.comparator.probability``.
         default_min_similarity: the cut-off when neither of the two is given, e.g.
             ``pipeline.comparator.threshold``; without it, the model's catalog default.
+        comparator: judge each candidate by the quality-aware sigmoid of (probe quality, template quality),
+            e.g. ``pipeline.comparator``: the cut-off then holds for the reference pair and moves with the
+            pair's quality, and ``probability`` is not used (see the module docstring).
         cluster_unknowns: label unmatched faces ``Unknown #n`` by clustering them across all inputs.
         cluster_min_similarity: clustering cut-off (average linkage); defaults to the search cut-off.
         index_unknowns_into: store each cluster of unmatched faces there as a persistent unknown (implies
@@ -345,6 +357,7 @@ def identify_faces(
         max_distance=max_distance,
         probability=probability,
         default_min_similarity=default_min_similarity,
+        comparator=comparator,
         cluster_unknowns=cluster_unknowns,
         cluster_min_similarity=cluster_min_similarity,
         index_unknowns_into=index_unknowns_into,
@@ -359,7 +372,8 @@ def identification_min_similarity(spec: ModelSpec, comparator: Comparator) -> fl
 
     A probe is compared with every enrolled person, so the 1:1 operating threshold would let strangers
     through in proportion to the gallery size (docs/identification.md); without a FAR 1e-3 figure the
-    1:1 threshold is used.
+    1:1 threshold is used. It is the reference pair's (two frontal faces); with the pipeline's comparator
+    each candidate gets the similarity that reaches the same probability for its own pair of qualities.
 
     Example:
         >>> from faceprint.models.catalog import builtin_specs
@@ -401,7 +415,7 @@ def identify_images(
         >>> [(f.label, round(f.similarity, 2)) for f in run.faces]                      # doctest: +SKIP
         [('Jane Doe', 0.95), ('unknown', 0.81)]
     """
-    pipeline = analyzer.pipeline
+    pipeline = analyzer.head
     probes: list[ProbeFace] = []
     failures: list[ImageFailure] = []
     faceless: list[str] = []
@@ -434,6 +448,7 @@ def identify_images(
         max_distance=max_distance,
         probability=pipeline.comparator.probability,
         default_min_similarity=identification_min_similarity(pipeline.spec, pipeline.comparator),
+        comparator=pipeline.comparator,
         cluster_unknowns=cluster_unknowns,
         cluster_min_similarity=cluster_min_similarity,
         index_unknowns_into=index_unknowns_into,

@@ -481,8 +481,91 @@ def test_enrol_and_identify_through_the_engine_answer_alike(tmp_path: Path, post
                 for name, rgb in people.items():
                     enroll(gallery, analyzer, plan_for_person(name, [AnalyzeItem(f"{name}-0", make_face_png(rgb))]))
                 run = identify_images(probes, analyzer, [gallery], top_k=2)
-                answers.append(
-                    [(f.image_id, f.label, f.is_unknown, round(f.similarity or 0.0, 5)) for f in run.faces]
-                )
+                answers.append([(f.image_id, f.label, f.is_unknown, round(f.similarity or 0.0, 5)) for f in run.faces])
     assert answers[0] == answers[1]
     assert [label for _, label, _, _ in answers[0]][:3] == list(people)
+
+
+# --- template quality ----------------------------------------------------------------------------------
+
+
+def _quality(yaw_deg: float, stage: str = "hog@0") -> Any:
+    from faceprint.types import FaceQuality
+
+    return FaceQuality(48.0, 1.2, stage, yaw_deg, -3.5, 240.0, 0.45, 0.01)
+
+
+def test_template_quality_is_stored_searched_exported_and_imported(backend: Backend, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    gallery = backend.create()
+    profile = _quality(62.0, "mmod")
+    jane = gallery.add_person("Jane")
+    bob = gallery.add_person("Bob")
+    gallery.enroll(jane.person_id, [replace(fp([1.0, 0.0, 0.0]), quality=profile), fp([0.0, 0.0, 1.0])])
+    gallery.enroll(bob.person_id, [fp([0.0, 1.0, 0.0])])
+
+    stored = {t.faceprint.vector.tobytes(): t.faceprint.quality for t in backend.reopen(gallery).templates()}
+    assert stored[np.array([1, 0, 0], np.float32).tobytes()] == profile
+    assert stored[np.array([0, 0, 1], np.float32).tobytes()] is None  # enrolled without quality
+    assert sorted(q is None for q in gallery.snapshot().qualities) == [False, True, True]
+
+    # The hit carries the quality of the person's most similar template, whichever template that is.
+    (hit,) = gallery.search([fp([0.99, 0.0, 0.1])], top_k=1, min_similarity=0.5)[0].matches
+    assert (hit.name, hit.template_quality) == ("Jane", profile)
+    (hit,) = gallery.search([fp([0.1, 0.0, 0.99])], top_k=1, min_similarity=0.5)[0].matches
+    assert (hit.name, hit.template_quality) == ("Jane", None)
+
+    export = tmp_path / "g.jsonl"
+    gallery.export_jsonl(export)
+    copy = backend.create()
+    copy.import_jsonl(export)
+    assert sorted(str(t.faceprint.quality) for t in copy.templates()) == sorted(
+        str(t.faceprint.quality) for t in gallery.templates()
+    )
+
+
+def _drop_quality_column(backend: Backend, gallery: Any) -> None:
+    """Turn a gallery back into the schema before template quality (what a gallery made earlier has)."""
+    if backend.kind == "sqlite":
+        import sqlite3
+
+        conn = sqlite3.connect(gallery.path)
+        conn.execute("ALTER TABLE templates DROP COLUMN quality")
+        conn.execute("DELETE FROM schema_version WHERE version = 3")
+        conn.commit()
+        conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(backend.url, autocommit=True) as conn:
+            conn.execute(f"ALTER TABLE {gallery.schema}.templates DROP COLUMN quality")
+            conn.execute(f"DELETE FROM {gallery.schema}.schema_version WHERE version = 2")
+
+
+def test_a_gallery_from_before_template_quality_opens_and_searches(backend: Backend) -> None:
+    from faceprint.compare import Comparator
+    from faceprint.models.catalog import builtin_specs
+
+    gallery = backend.create()
+    jane = gallery.add_person("Jane")
+    gallery.enroll(jane.person_id, [fp([1.0, 0.0, 0.0])])
+    _drop_quality_column(backend, gallery)
+    gallery.close()
+
+    old = backend.reopen(gallery)  # opening applies the missing migration
+    assert [t.faceprint.quality for t in old.templates()] == [None]
+    old.enroll(jane.person_id, [replace_quality(fp([0.0, 1.0, 0.0]), _quality(5.0))])
+    assert sorted(str(t.faceprint.quality is None) for t in old.templates()) == ["False", "True"]
+    # A template of unknown quality is judged by the reference sigmoid: its cut-off is the search's own.
+    comparator = Comparator(builtin_specs()["dlib-resnet-v1"])
+    probe = replace_quality(fp([0.95, 0.0, 0.31]), _quality(70.0, "mmod"))
+    (result,) = old.search([probe], top_k=1, min_similarity=0.93, comparator=comparator)
+    hit = result.matches[0]
+    assert hit.template_quality is None and hit.min_similarity == pytest.approx(0.93)
+
+
+def replace_quality(faceprint: Faceprint, quality: Any) -> Faceprint:
+    from dataclasses import replace
+
+    return replace(faceprint, quality=quality)

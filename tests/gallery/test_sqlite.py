@@ -446,8 +446,16 @@ def _export_with(tmp_path: Path, change: dict[str, object], *, header: dict[str,
         ({}, {"contract_id": 12}),
         ({}, {"contract_id": ""}),
     ],
-    ids=["source-object", "created-at-list", "name-list", "person-id-number", "is-unknown-text", "contract-null",
-         "contract-number", "contract-empty"],
+    ids=[
+        "source-object",
+        "created-at-list",
+        "name-list",
+        "person-id-number",
+        "is-unknown-text",
+        "contract-null",
+        "contract-number",
+        "contract-empty",
+    ],
 )
 def test_import_validates_every_field_and_rolls_back(
     tmp_path: Path, change: dict[str, object], header: dict[str, object] | None
@@ -576,3 +584,24 @@ def test_a_gallery_on_a_read_only_file_system_can_be_searched(read_only_mount: P
         with pytest.raises(Exception) as caught:
             g.add_person("X")
         assert getattr(caught.value, "code", None) == "gallery_read_only"
+
+
+def test_a_read_only_gallery_from_before_template_quality_is_searched(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with SqliteGallery.create(path) as g:
+        jane = g.add_person("Jane")
+        g.enroll(
+            jane.person_id, [Faceprint(np.ones(4, np.float32), model_id="m", contract_id="m:1", package_version="0")]
+        )
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE templates DROP COLUMN quality")
+    conn.execute("DELETE FROM schema_version WHERE version = 3")
+    conn.commit()
+    conn.close()
+    with SqliteGallery(path, read_only=True) as old:
+        assert old.schema_version() == 2
+        assert [t.faceprint.quality for t in old.templates()] == [None]
+        assert old.snapshot().qualities == (None,)
+        probe = Faceprint(np.ones(4, np.float32), model_id="m", contract_id="m:1", package_version="0")
+        (result,) = old.search([probe], min_similarity=0.9)
+        assert result.best is not None and result.best.template_quality is None

@@ -13,16 +13,20 @@ Example:
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from faceprint.errors import ContractMismatchError, FaceprintError, InputError, InvalidArgumentError, UsageError
-from faceprint.types import Faceprint
+from faceprint.types import Faceprint, FaceQuality
+
+if TYPE_CHECKING:
+    from faceprint.compare import Comparator
 
 UNKNOWN_ID_PREFIX = "unknown-"
 """Person ids of persistent unknowns (see :func:`faceprint.cluster.index_unknowns`) start with this."""
@@ -36,6 +40,38 @@ def new_person_id(*, is_unknown: bool = False) -> str:
         True
     """
     return (UNKNOWN_ID_PREFIX if is_unknown else "p-") + uuid.uuid4().hex[:12]
+
+
+def quality_text(quality: FaceQuality | None) -> str | None:
+    """A template's face quality as the gallery stores it (JSON text), ``None`` when it was not measured.
+
+    Example:
+        >>> quality_text(None) is None
+        True
+    """
+    return None if quality is None else json.dumps(quality.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def quality_from_text(text: object, where: str) -> FaceQuality | None:
+    """The stored face quality of a template: ``None`` (NULL) for a template enrolled before quality was kept.
+
+    Raises:
+        GalleryFormatError: the stored text is not a face quality.
+
+    Example:
+        >>> q = FaceQuality(40.0, 1.0, "hog@0", 3.0, 1.0, 200.0, 0.5, 0.0)
+        >>> quality_from_text(quality_text(q), "template 1") == q
+        True
+    """
+    if text is None:
+        return None
+    try:
+        data = json.loads(text) if isinstance(text, str | bytes) else None
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return FaceQuality.from_dict(data)
+    except (ValueError, FaceprintError) as err:
+        raise GalleryFormatError(f"{where} has an unreadable face quality: {err}") from err
 
 
 class PersonNotFoundError(InputError):
@@ -138,6 +174,18 @@ class SearchHit:
     """The person is a persistent unknown (see :class:`Person`)."""
     gallery: str = ""
     """Name of the gallery the person lives in (searches may span several)."""
+    template_quality: FaceQuality | None = None
+    """Face quality of the person's most similar template; None for a template enrolled before galleries kept
+    quality (it is then judged with the reference sigmoid, like a faceprint without quality)."""
+    min_similarity: float | None = None
+    """The cut-off for this candidate: the search's cut-off moved to the probability it stands for under this
+    (probe quality, template quality) pair's sigmoid (see :class:`IdentifyResult`); None when the search had
+    no quality-aware comparator."""
+
+    @property
+    def passes(self) -> bool | None:
+        """Whether this candidate reaches its own cut-off (None without a per-candidate cut-off)."""
+        return None if self.min_similarity is None else self.similarity >= self.min_similarity
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +196,8 @@ class SearchHit:
             "probability": None if self.probability is None else round(self.probability, 6),
             "is_unknown": self.is_unknown,
             "gallery": self.gallery,
+            "min_similarity": None if self.min_similarity is None else round(self.min_similarity, 6),
+            "template_quality": None if self.template_quality is None else self.template_quality.to_dict(),
         }
 
 
@@ -156,11 +206,15 @@ class IdentifyResult:
     """The answer of a search for one probe: the top-k candidates and the accepted one, if any."""
 
     matches: tuple[SearchHit, ...]
-    """Top-k persons, best first, whether or not they pass the cut-off."""
+    """Top-k persons, most similar first, whether or not they pass the cut-off."""
     best: SearchHit | None
-    """``matches[0]`` when it passes the cut-off, else None (the probe is unknown)."""
+    """The accepted candidate, else None (the probe is unknown). Without a quality-aware comparator it is
+    ``matches[0]`` when its similarity reaches ``min_similarity``; with one, each candidate has its own cut-off
+    (:attr:`SearchHit.min_similarity`: the similarity at which the (probe, template) pair's sigmoid reaches
+    the probability that ``min_similarity`` gives the reference pair), and the best is the candidate of the
+    highest P(same) among those that pass it."""
     min_similarity: float
-    """The cut-off used (a ``max_distance`` is converted to this)."""
+    """The cut-off used, for the reference pair (a ``max_distance`` is converted to this)."""
 
     @property
     def is_unknown(self) -> bool:
@@ -194,12 +248,16 @@ class GallerySnapshot:
     person_rows: npt.NDArray[np.int64]
     revision: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+    qualities: tuple[FaceQuality | None, ...] = ()
+    """Face quality of each row's template (None: not stored); empty means none is known."""
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or self.person_rows.shape != (self.vectors.shape[0],):
             raise InvalidArgumentError(
                 f"vectors must be (n, d) and person_rows (n,), got {self.vectors.shape} and {self.person_rows.shape}"
             )
+        if self.qualities and len(self.qualities) != self.vectors.shape[0]:
+            raise InvalidArgumentError(f"{len(self.qualities)} qualities for {self.vectors.shape[0]} template rows")
         # Snapshots are cached and shared between searches: nobody may change them in place.
         self.vectors.setflags(write=False)
         self.person_rows.setflags(write=False)
@@ -264,6 +322,7 @@ class Gallery(Protocol):
         max_distance: float | None = None,
         probability: Callable[[float], float] | None = None,
         default_min_similarity: float | None = None,
+        comparator: Comparator | None = None,
     ) -> list[IdentifyResult]:
         """Top-k persons and the accepted one (or unknown) for every probe, searched where the gallery lives.
 
@@ -282,6 +341,8 @@ class PersonCandidate:
     name: str
     is_unknown: bool
     similarity: float
+    template_quality: FaceQuality | None = None
+    """Face quality of the template that gave ``similarity`` (None: not stored)."""
 
 
 @runtime_checkable

@@ -251,6 +251,16 @@ class PersonIndex:
 
     def search(self, queries: npt.ArrayLike, *, top_k: int) -> list[list[tuple[int, float]]]:
         """For each query row, up to ``top_k`` ``(person number, similarity)`` pairs, best first."""
+        return [[(person, sim) for person, sim, _ in hits] for hits in self.search_rows(queries, top_k=top_k)]
+
+    def search_rows(self, queries: npt.ArrayLike, *, top_k: int) -> list[list[tuple[int, float, int]]]:
+        """Like :meth:`search`, with the row of the template that gave each person's similarity.
+
+        Example:
+            >>> index = PersonIndex(np.eye(2, dtype=np.float32), np.array([0, 0]))
+            >>> index.search_rows(np.array([[0.0, 1.0]], np.float32), top_k=1)
+            [[(0, 1.0, 1)]]
+        """
         if top_k < 1:
             raise UsageError(f"top_k must be at least 1, got {top_k}")
         unit = normalize_rows(queries)
@@ -259,7 +269,7 @@ class PersonIndex:
             return [[] for _ in range(m)]
         if unit.shape[1] != self._dim:
             raise UsageError(f"probe has {unit.shape[1]} dimensions but the gallery holds {self._dim}-d templates")
-        results: list[list[tuple[int, float]]] = [[] for _ in range(m)]
+        results: list[list[tuple[int, float, int]]] = [[] for _ in range(m)]
         pending = np.arange(m)
         count = self._index.size
         # A person can hold many templates, so the top-k persons may need more than k templates: widen the
@@ -278,8 +288,8 @@ class PersonIndex:
             fetch = min(count, fetch * 4)
         return results
 
-    def _aggregate(self, sims: FloatMatrix, rows: IntMatrix, top_k: int) -> list[tuple[int, float]]:
-        hits: list[tuple[int, float]] = []
+    def _aggregate(self, sims: FloatMatrix, rows: IntMatrix, top_k: int) -> list[tuple[int, float, int]]:
+        hits: list[tuple[int, float, int]] = []
         seen: set[int] = set()
         # Rows come best first, so a person's first row carries their max similarity.
         for sim, row in zip(sims.tolist(), rows.tolist(), strict=True):
@@ -289,7 +299,7 @@ class PersonIndex:
             if person in seen:
                 continue
             seen.add(person)
-            hits.append((person, min(1.0, max(-1.0, float(sim)))))
+            hits.append((person, min(1.0, max(-1.0, float(sim))), int(row)))
             if len(hits) == top_k:
                 break
         return hits

@@ -56,6 +56,8 @@ from faceprint.gallery.base import (
     Template,
     TemplateNotFoundError,
     new_person_id,
+    quality_from_text,
+    quality_text,
 )
 from faceprint.gallery.index import normalize_rows
 from faceprint.gallery.sqlite import EXPORT_FORMAT, ImportSummary, _clean_text, read_export
@@ -73,6 +75,8 @@ from faceprint.types import Faceprint
 
 if TYPE_CHECKING:
     import psycopg
+
+    from faceprint.compare import Comparator
 
 CATALOG_SCHEMA = "faceprint"
 
@@ -116,6 +120,9 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             "CREATE INDEX persons_by_name ON {schema}.persons(name)",
         ),
     ),
+    # The face quality of each template (FaceQuality JSON); NULL for templates enrolled before, which are
+    # judged with the reference sigmoid.
+    (2, ("ALTER TABLE {schema}.templates ADD COLUMN quality TEXT",)),
 )
 """Numbered steps of each gallery's schema (the tables of an SQLite gallery); append only."""
 
@@ -694,7 +701,8 @@ class PgvectorGallery:
             self._check_or_bind(cur, faceprint.contract_id, faceprint.model_id, faceprint.dim)
             row = cur.execute(
                 f"INSERT INTO {self._schema}.templates(person_id, embedding, model_id, package_version, "
-                "model_options, source, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING template_id",
+                "model_options, source, created_at, quality) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING template_id",
                 (
                     person_id,
                     np.asarray(faceprint.vector, dtype=np.float32),
@@ -703,6 +711,7 @@ class PgvectorGallery:
                     json.dumps(dict(faceprint.model_options), sort_keys=True),
                     source,
                     now if created_at is None else created_at,
+                    quality_text(faceprint.quality),
                 ),
             ).fetchone()
             ids.append(0 if row is None else int(row[0]))
@@ -718,7 +727,9 @@ class PgvectorGallery:
 
     def templates(self, person_id: str | None = None) -> list[Template]:
         """Templates of one person (or all), oldest first."""
-        columns = "template_id, person_id, embedding, model_id, package_version, model_options, source, created_at"
+        columns = (
+            "template_id, person_id, embedding, model_id, package_version, model_options, source, created_at, quality"
+        )
         with self._read(binary=True) as cur:
             contract_id = self._meta(cur, "contract_id")
             if person_id is not None:
@@ -739,6 +750,7 @@ class PgvectorGallery:
                     contract_id=str(contract_id),
                     package_version=str(row[4]),
                     model_options=json.loads(row[5]),
+                    quality=quality_from_text(row[8], f"gallery {self._name!r}: template {row[0]}"),
                 ),
                 source=row[6],
                 created_at=row[7],
@@ -766,7 +778,8 @@ class PgvectorGallery:
                 for row in cur.execute(self._person_select() + ' ORDER BY p.person_id COLLATE "C"').fetchall()
             ]
             rows = cur.execute(
-                f'SELECT person_id, embedding FROM {self._schema}.templates ORDER BY person_id COLLATE "C", template_id'
+                f"SELECT person_id, embedding, quality, template_id FROM {self._schema}.templates "
+                'ORDER BY person_id COLLATE "C", template_id'
             ).fetchall()
         dim = 0 if dim_text is None else int(dim_text)
         number = {person.person_id: i for i, person in enumerate(persons)}
@@ -778,6 +791,7 @@ class PgvectorGallery:
             vectors=vectors.reshape(len(rows), dim),
             person_rows=np.fromiter((number[row[0]] for row in rows), dtype=np.int64, count=len(rows)),
             revision=revision,
+            qualities=tuple(quality_from_text(row[2], f"gallery {self._name!r}: template {row[3]}") for row in rows),
         )
         self._snapshot = snapshot
         return snapshot
@@ -793,6 +807,7 @@ class PgvectorGallery:
         max_distance: float | None = None,
         probability: Callable[[float], float] | None = None,
         default_min_similarity: float | None = None,
+        comparator: Comparator | None = None,
     ) -> list[IdentifyResult]:
         """Search this gallery in the database (several at once: :func:`faceprint.gallery.search.search`).
 
@@ -809,6 +824,7 @@ class PgvectorGallery:
             max_distance=max_distance,
             probability=probability,
             default_min_similarity=default_min_similarity,
+            comparator=comparator,
         )
 
     def nearest_persons(
@@ -851,9 +867,9 @@ class PgvectorGallery:
         pending = list(range(m))
         while pending:
             rows = self._candidate_rows(live, queries[pending], fetch=fetch, exact=exact, ef_search=ef_search)
-            got: list[list[tuple[int, str, str, bool, npt.NDArray[np.float32]]]] = [[] for _ in pending]
-            for query_pos, gallery_pos, person_id, name, is_unknown, vector in rows:
-                got[query_pos].append((gallery_pos, person_id, name, is_unknown, vector))
+            got: list[list[tuple[int, str, str, bool, npt.NDArray[np.float32], str | None]]] = [[] for _ in pending]
+            for query_pos, gallery_pos, person_id, name, is_unknown, vector, quality in rows:
+                got[query_pos].append((gallery_pos, person_id, name, is_unknown, vector, quality))
             still: list[int] = []
             for query_pos, query in enumerate(pending):
                 best = self._rerank(queries[query], got[query_pos], galleries)
@@ -869,14 +885,14 @@ class PgvectorGallery:
     @staticmethod
     def _rerank(
         query: npt.NDArray[np.float32],
-        rows: Sequence[tuple[int, str, str, bool, npt.NDArray[np.float32]]],
+        rows: Sequence[tuple[int, str, str, bool, npt.NDArray[np.float32], str | None]],
         galleries: Sequence[PgvectorGallery],
     ) -> dict[tuple[int, str], PersonCandidate]:
         if not rows:
             return {}
         sims = normalize_rows(np.stack([row[4] for row in rows])) @ query
         best: dict[tuple[int, str], PersonCandidate] = {}
-        for (gallery_pos, person_id, name, is_unknown, _), sim in zip(rows, sims.tolist(), strict=True):
+        for (gallery_pos, person_id, name, is_unknown, _, quality), sim in zip(rows, sims.tolist(), strict=True):
             similarity = min(1.0, max(-1.0, float(sim)))
             key = (gallery_pos, person_id)
             held = best.get(key)
@@ -887,6 +903,7 @@ class PgvectorGallery:
                     name=name,
                     is_unknown=is_unknown,
                     similarity=similarity,
+                    template_quality=quality_from_text(quality, f"gallery {galleries[gallery_pos].name!r}: a template"),
                 )
         return best
 
@@ -904,8 +921,8 @@ class PgvectorGallery:
         fetch: int,
         exact: bool,
         ef_search: int | None,
-    ) -> list[tuple[int, int, str, str, bool, npt.NDArray[np.float32]]]:
-        """``(query position, gallery position, person id, name, is_unknown, vector)`` of every candidate."""
+    ) -> list[tuple[int, int, str, str, bool, npt.NDArray[np.float32], str | None]]:
+        """``(query position, gallery position, person id, name, is_unknown, vector, quality)`` of every candidate."""
         ef = self._ef_search if ef_search is None else ef_search
         scan_exactly = exact or fetch > HNSW_MAX_EF_SEARCH
         # ``+ 0`` hides the distance from the HNSW index (an exact scan) while the persons join keeps its
@@ -915,9 +932,9 @@ class PgvectorGallery:
         for gallery_pos, gallery in galleries:
             s = gallery.schema
             parts.append(
-                f"SELECT q.i, {int(gallery_pos)}, c.person_id, p.name, p.is_unknown, c.embedding "
+                f"SELECT q.i, {int(gallery_pos)}, c.person_id, p.name, p.is_unknown, c.embedding, c.quality "
                 "FROM unnest(%(q)s::vector[]) WITH ORDINALITY AS q(v, i) "
-                f"CROSS JOIN LATERAL (SELECT t.person_id, t.embedding FROM {s}.templates t "
+                f"CROSS JOIN LATERAL (SELECT t.person_id, t.embedding, t.quality FROM {s}.templates t "
                 f"ORDER BY {order} LIMIT %(n)s) c "
                 f"JOIN {s}.persons p ON p.person_id = c.person_id"
             )
@@ -931,7 +948,10 @@ class PgvectorGallery:
                 cur.execute(f"SET hnsw.ef_search = {wanted}")
                 self._session_ef = wanted
             rows = cur.execute(sql, params).fetchall()
-        return [(int(row[0]) - 1, int(row[1]), str(row[2]), str(row[3]), bool(row[4]), _vector(row[5])) for row in rows]
+        return [
+            (int(row[0]) - 1, int(row[1]), str(row[2]), str(row[3]), bool(row[4]), _vector(row[5]), row[6])
+            for row in rows
+        ]
 
     # --- export / import ----------------------------------------------------------------------------------
 
@@ -951,8 +971,8 @@ class PgvectorGallery:
                 for row in cur.execute(self._person_select() + ' ORDER BY p.person_id COLLATE "C"').fetchall()
             ]
             rows = cur.execute(
-                "SELECT person_id, embedding, model_id, package_version, model_options, source, created_at "
-                f'FROM {s}.templates ORDER BY person_id COLLATE "C", template_id'
+                "SELECT person_id, embedding, model_id, package_version, model_options, source, created_at, quality, "
+                f'template_id FROM {s}.templates ORDER BY person_id COLLATE "C", template_id'
             ).fetchall()
         by_person: dict[str, list[dict[str, Any]]] = {person.person_id: [] for person in persons}
         for row in rows:
@@ -962,6 +982,7 @@ class PgvectorGallery:
                 contract_id=str(contract_id),
                 package_version=str(row[3]),
                 model_options=json.loads(row[4]),
+                quality=quality_from_text(row[7], f"gallery {self._name!r}: template {row[8]}"),
             )
             by_person[row[0]].append({"faceprint": faceprint.to_dict(), "source": row[5], "created_at": row[6]})
         header = {

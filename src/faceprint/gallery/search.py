@@ -5,6 +5,15 @@ All galleries (and the probes) must share one embedding contract. Each probe get
 cut-off. The cut-off is ``min_similarity`` or ``max_distance`` (never both); with neither, the model's
 default operating threshold is used.
 
+With a ``comparator`` (:class:`faceprint.compare.Comparator`) the decision is quality-aware per candidate:
+the cut-off is a minimum similarity *for the reference pair* (two frontal faces), i.e. a probability level,
+and each candidate must reach that level under the sigmoid of its own (probe quality, template quality)
+pair: its cut-off is ``comparator.threshold_for(probe.quality, template.quality, min_similarity=cut_off)``
+(:attr:`~faceprint.gallery.base.SearchHit.min_similarity`), its probability
+``comparator.probability(similarity, probe.quality, template.quality)``, exactly what ``faceprint compare``
+gives the same two faces. The template is the person's most similar one; a template or probe without
+quality gets the reference sigmoid, i.e. the cut-off unchanged.
+
 Example:
     >>> import numpy as np, pathlib, tempfile
     >>> from faceprint.gallery.sqlite import SqliteGallery
@@ -23,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceprint.compare import distance_from_similarity
+from faceprint.compare import Comparator, distance_from_similarity
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import (
     DatabaseSearch,
@@ -36,7 +45,7 @@ from faceprint.gallery.base import (
     check_same_contract,
 )
 from faceprint.gallery.index import FAISS_MIN_TEMPLATES, IndexBackend, PersonIndex, normalize_rows
-from faceprint.types import Faceprint
+from faceprint.types import Faceprint, FaceQuality
 
 ProbabilityFn = Callable[[float], float]
 """Maps a similarity to a calibrated P(same person); supplied by the caller (see faceprint.compare)."""
@@ -146,6 +155,7 @@ class MultiGalleryIndex:
         self._keys: list[_PersonKey] = []
         vectors: list[np.ndarray] = []
         rows: list[np.ndarray] = []
+        qualities: list[FaceQuality | None] = []
         dims = {s.vectors.shape[1] for s in snapshots if s.template_count}
         dims |= {dim for dim in (g.dim() for g in in_database) if dim is not None}
         # Galleries of one database are searched together, in one query per search.
@@ -166,7 +176,9 @@ class MultiGalleryIndex:
             if snapshot.template_count:
                 vectors.append(snapshot.vectors)
                 rows.append(snapshot.person_rows + offset)
+                qualities.extend(snapshot.qualities or (None,) * snapshot.template_count)
         self._snapshots: tuple[GallerySnapshot, ...] = tuple(snapshots)
+        self._qualities: tuple[FaceQuality | None, ...] = tuple(qualities)
         self._index = PersonIndex(
             np.concatenate(vectors) if vectors else np.empty((0, 0), np.float32),
             np.concatenate(rows) if rows else np.empty(0, np.int64),
@@ -228,11 +240,14 @@ class MultiGalleryIndex:
         max_distance: float | None = None,
         probability: ProbabilityFn | None = None,
         default_min_similarity: float | None = None,
+        comparator: Comparator | None = None,
     ) -> list[IdentifyResult]:
         """Top-k persons and the accepted one (or unknown) for every probe, in order.
 
         With neither ``min_similarity`` nor ``max_distance`` the cut-off is ``default_min_similarity``
-        (e.g. a pipeline's calibrated threshold), else the model's catalog default.
+        (e.g. a pipeline's calibrated threshold), else the model's catalog default. With a ``comparator``
+        each candidate is judged by the quality-aware sigmoid of (probe quality, template quality) and
+        its probability comes from it (``probability`` is then not used): see the module docstring.
 
         Raises:
             ContractMismatchError: a probe's contract differs from the galleries'.
@@ -257,17 +272,21 @@ class MultiGalleryIndex:
         queries = np.stack([fp.vector for fp in faceprints]).astype(np.float32)
         found = self._candidates(queries, top_k)
         results: list[IdentifyResult] = []
-        for hits in found:
-            matches = tuple(self._hit(candidate, probability) for candidate in hits)
-            best = matches[0] if matches and matches[0].similarity >= cutoff else None
+        for faceprint, hits in zip(faceprints, found, strict=True):
+            if comparator is None:
+                matches = tuple(self._hit(candidate, probability) for candidate in hits)
+                best = matches[0] if matches and matches[0].similarity >= cutoff else None
+            else:
+                matches = tuple(_judged_hit(candidate, comparator, faceprint.quality, cutoff) for candidate in hits)
+                best = _most_probable_passing(matches, comparator, faceprint.quality)
             results.append(IdentifyResult(matches=matches, best=best, min_similarity=cutoff))
         return results
 
     def _candidates(self, queries: np.ndarray, top_k: int) -> list[list[PersonCandidate]]:
         """The top-k persons of every source (in-process index, each database) merged, best first."""
         local = [
-            [self._candidate(person, similarity) for person, similarity in hits]
-            for hits in self._index.search(queries, top_k=top_k)
+            [self._candidate(person, similarity, row) for person, similarity, row in hits]
+            for hits in self._index.search_rows(queries, top_k=top_k)
         ]
         if not self._database_groups:
             return local
@@ -282,7 +301,7 @@ class MultiGalleryIndex:
             ]
         return merged
 
-    def _candidate(self, person_number: int, similarity: float) -> PersonCandidate:
+    def _candidate(self, person_number: int, similarity: float, row: int) -> PersonCandidate:
         key = self._keys[person_number]
         return PersonCandidate(
             gallery=key.gallery,
@@ -290,6 +309,7 @@ class MultiGalleryIndex:
             name=key.person.name,
             is_unknown=key.person.is_unknown,
             similarity=similarity,
+            template_quality=self._qualities[row] if row < len(self._qualities) else None,
         )
 
     @staticmethod
@@ -303,7 +323,40 @@ class MultiGalleryIndex:
             probability=None if probability is None else float(probability(similarity)),
             is_unknown=candidate.is_unknown,
             gallery=candidate.gallery,
+            template_quality=candidate.template_quality,
         )
+
+
+def _judged_hit(
+    candidate: PersonCandidate, comparator: Comparator, probe_quality: FaceQuality | None, cutoff: float
+) -> SearchHit:
+    """A candidate with its quality-aware probability and its own cut-off (see the module docstring)."""
+    similarity = candidate.similarity
+    template_quality = candidate.template_quality
+    return SearchHit(
+        person_id=candidate.person_id,
+        name=candidate.name,
+        similarity=similarity,
+        distance=distance_from_similarity(similarity),
+        probability=comparator.probability(similarity, probe_quality, template_quality),
+        is_unknown=candidate.is_unknown,
+        gallery=candidate.gallery,
+        template_quality=template_quality,
+        min_similarity=comparator.threshold_for(probe_quality, template_quality, min_similarity=cutoff),
+    )
+
+
+def _most_probable_passing(
+    matches: Sequence[SearchHit], comparator: Comparator, probe_quality: FaceQuality | None
+) -> SearchHit | None:
+    """The candidate of the highest calibrated logit among those reaching their own cut-off (first on ties).
+
+    The logit, not the probability: two sure matches both read 1.0 in floating point.
+    """
+    passing = [hit for hit in matches if hit.passes]
+    if not passing:
+        return None
+    return max(passing, key=lambda hit: comparator.logit(hit.similarity, probe_quality, hit.template_quality))
 
 
 def search(
@@ -316,6 +369,7 @@ def search(
     probability: ProbabilityFn | None = None,
     default_min_similarity: float | None = None,
     backend: IndexBackend = "auto",
+    comparator: Comparator | None = None,
 ) -> list[IdentifyResult]:
     """Search probes against several galleries (one-shot form of :class:`MultiGalleryIndex`).
 
@@ -332,4 +386,5 @@ def search(
         max_distance=max_distance,
         probability=probability,
         default_min_similarity=default_min_similarity,
+        comparator=comparator,
     )

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,9 +68,14 @@ from faceprint.gallery.base import (
     Template,
     TemplateNotFoundError,
     new_person_id,
+    quality_from_text,
+    quality_text,
 )
 from faceprint.io.atomic import open_atomic
-from faceprint.types import Faceprint
+from faceprint.types import Faceprint, FaceQuality
+
+if TYPE_CHECKING:
+    from faceprint.compare import Comparator
 
 EXPORT_FORMAT = "faceprint-gallery/1"
 """First-line ``format`` of the JSONL export (see :meth:`SqliteGallery.export_jsonl`)."""
@@ -102,10 +107,17 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
     (2, ("CREATE INDEX persons_by_name ON persons(name)",)),
+    # The face quality of each template (FaceQuality JSON), for quality-aware identification cut-offs.
+    # NULL for templates enrolled before: they are judged with the reference sigmoid.
+    (3, ("ALTER TABLE templates ADD COLUMN quality TEXT",)),
 )
 """Numbered schema steps; append only, never edit an applied one."""
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+READABLE_SCHEMA_VERSION = 2
+"""The oldest schema a read-only gallery can be searched with (version 3 only added template quality, read
+as unknown when the column is missing); older ones need the upgrade that needs write access."""
 
 _MAX_TEXT = 256
 
@@ -221,6 +233,7 @@ class SqliteGallery:
         self._lock = threading.RLock()
         self._snapshot: GallerySnapshot | None = None
         self._busy_timeout_s = busy_timeout_s
+        self._quality_column = "quality"
         existed = self._path.exists()
         if not existed:
             if not create or read_only is True:
@@ -331,11 +344,14 @@ class SqliteGallery:
                 f"({SCHEMA_VERSION}); upgrade faceprint",
                 details={"schema_version": current, "supported": SCHEMA_VERSION},
             )
-        if current < SCHEMA_VERSION:
+        if current < READABLE_SCHEMA_VERSION:
             raise GalleryReadOnlyError(
                 f"gallery {self._path} has schema version {current} and needs an upgrade, which needs write access",
                 details={"schema_version": current, "supported": SCHEMA_VERSION},
             )
+        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(templates)")}
+        # A read-only gallery of schema 2 has no quality column: its templates read as of unknown quality.
+        self._quality_column = "quality" if "quality" in columns else "NULL"
 
     # --- lifecycle ----------------------------------------------------------------------------------------
 
@@ -752,7 +768,7 @@ class SqliteGallery:
             self._check_or_bind(conn, faceprint.contract_id, faceprint.model_id, faceprint.dim)
             cursor = conn.execute(
                 "INSERT INTO templates(person_id, dim, vector, model_id, package_version, model_options, source, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, quality) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     person_id,
                     faceprint.dim,
@@ -763,6 +779,8 @@ class SqliteGallery:
                     json.dumps(dict(faceprint.model_options), sort_keys=True),
                     source if cipher is None else None,
                     now if created_at is None else created_at,
+                    # In clear even in an encrypted gallery: pose, size and sharpness say nothing of who it is.
+                    quality_text(faceprint.quality),
                 ),
             )
             template_id = int(cursor.lastrowid or 0)
@@ -891,13 +909,13 @@ class SqliteGallery:
                 self._get_person(conn, person_id)
                 rows = conn.execute(
                     "SELECT template_id, person_id, vector, model_id, package_version, model_options, source, "
-                    "created_at, dim FROM templates WHERE person_id = ? ORDER BY template_id",
+                    f"created_at, dim, {self._quality_column} FROM templates WHERE person_id = ? ORDER BY template_id",
                     (person_id,),
                 ).fetchall()
             else:
                 rows = conn.execute(
                     "SELECT template_id, person_id, vector, model_id, package_version, model_options, source, "
-                    "created_at, dim FROM templates ORDER BY template_id"
+                    f"created_at, dim, {self._quality_column} FROM templates ORDER BY template_id"
                 ).fetchall()
             dim = self._meta_dim(conn)
             rows = [
@@ -914,7 +932,9 @@ class SqliteGallery:
             Template(
                 template_id=int(row[0]),
                 person_id=str(row[1]),
-                faceprint=self._template_faceprint(row[0], row[2], row[8], dim, row[3], contract_id, row[4], row[5]),
+                faceprint=self._template_faceprint(
+                    row[0], row[2], row[8], dim, row[3], contract_id, row[4], row[5], row[9]
+                ),
                 source=row[6],
                 created_at=row[7],
             )
@@ -931,6 +951,7 @@ class SqliteGallery:
         contract_id: str | None,
         package_version: object,
         model_options: object,
+        quality: object = None,
     ) -> Faceprint:
         where = f"template {template_id}"
         if gallery_dim is None:
@@ -952,7 +973,14 @@ class SqliteGallery:
             contract_id=str(contract_id),
             package_version=str(package_version),
             model_options=options,
+            quality=self._quality(quality, where),
         )
+
+    def _quality(self, text: object, where: str) -> FaceQuality | None:
+        try:
+            return quality_from_text(text, where)
+        except GalleryFormatError as err:
+            raise GalleryCorruptError(f"gallery {self._name!r} is damaged: {err.message}") from err
 
     def template_count(self) -> int:
         with self._read() as conn:
@@ -972,9 +1000,10 @@ class SqliteGallery:
                 self._person(row) for row in conn.execute(self._PERSON_SELECT + " ORDER BY p.person_id").fetchall()
             ]
             rows = [
-                (row[0], self._clear_vector(conn, row[2], row[1], row[3]), row[2], row[3])
+                (row[0], self._clear_vector(conn, row[2], row[1], row[3]), row[2], row[3], row[4])
                 for row in conn.execute(
-                    "SELECT person_id, vector, template_id, dim FROM templates ORDER BY person_id, template_id"
+                    f"SELECT person_id, vector, template_id, dim, {self._quality_column} FROM templates "
+                    "ORDER BY person_id, template_id"
                 )
             ]
         if rows and bound_dim is None:
@@ -995,6 +1024,7 @@ class SqliteGallery:
             vectors=vectors.reshape(len(rows), dim),
             person_rows=np.fromiter((number[row[0]] for row in rows), dtype=np.int64, count=len(rows)),
             revision=revision,
+            qualities=tuple(self._quality(row[4], f"template {row[2]}") for row in rows),
         )
         self._snapshot = snapshot
         return snapshot
@@ -1008,6 +1038,7 @@ class SqliteGallery:
         max_distance: float | None = None,
         probability: Callable[[float], float] | None = None,
         default_min_similarity: float | None = None,
+        comparator: Comparator | None = None,
     ) -> list[IdentifyResult]:
         """Search this gallery in process (numpy, or FAISS when large); several galleries: ``gallery.search``.
 
@@ -1024,6 +1055,7 @@ class SqliteGallery:
             max_distance=max_distance,
             probability=probability,
             default_min_similarity=default_min_similarity,
+            comparator=comparator,
         )
 
     # --- export / import ----------------------------------------------------------------------------------
@@ -1053,13 +1085,15 @@ class SqliteGallery:
                 )
                 for row in conn.execute(
                     "SELECT person_id, vector, model_id, package_version, model_options, source, created_at, "
-                    "template_id, dim FROM templates ORDER BY person_id, template_id"
+                    f"template_id, dim, {self._quality_column} FROM templates ORDER BY person_id, template_id"
                 )
             ]
             dim = self._meta_dim(conn)
         by_person: dict[str, list[dict[str, Any]]] = {person.person_id: [] for person in persons}
         for row in rows:
-            faceprint = self._template_faceprint(row[7], row[1], row[8], dim, row[2], contract_id, row[3], row[4])
+            faceprint = self._template_faceprint(
+                row[7], row[1], row[8], dim, row[2], contract_id, row[3], row[4], row[9]
+            )
             by_person[row[0]].append({"faceprint": faceprint.to_dict(), "source": row[5], "created_at": row[6]})
         header = {
             "format": EXPORT_FORMAT,
