@@ -49,7 +49,7 @@ from faceprint.errors import (
 from faceprint.execute.base import CancelledError, Executor, available_cores
 from faceprint.io.image import ImageLimits, decode_image, read_image_file
 from faceprint.models.spec import ModelSpec
-from faceprint.pipeline import PipelineConfig
+from faceprint.pipeline import ModelHead, PipelineConfig
 from faceprint.types import Comparison, Detection, Faceprint, FaceQuality, RGBImage
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "AnalyzeProgress",
     "Analyzer",
     "CancelledError",
+    "Compares",
     "EmbeddingPipeline",
     "ExecutorName",
     "FaceMode",
@@ -127,6 +128,12 @@ class EmbeddingPipeline(Protocol):
 
 PipelineFactory = Callable[[PipelineConfig], EmbeddingPipeline]
 """Builds a pipeline from a config; must be picklable (module-level) for worker processes."""
+
+
+class Compares(Protocol):
+    """Anything that compares two faceprints of one model: an :class:`Analyzer`, a pipeline, a model head."""
+
+    def compare(self, a: Faceprint, b: Faceprint) -> Comparison: ...
 
 
 def default_pipeline_factory(config: PipelineConfig) -> EmbeddingPipeline:
@@ -452,6 +459,7 @@ class Analyzer:
             raise UsageError(f"executor must be auto, local or processes, not {executor!r}")
         self._executor_choice = executor
         self._pipeline: EmbeddingPipeline | None = None
+        self._head: ModelHead | None = None
         self._local: Executor | None = None
         self._remote: Executor | None = None
         self._lock = threading.Lock()
@@ -466,19 +474,43 @@ class Analyzer:
 
     @property
     def pipeline(self) -> EmbeddingPipeline:
-        """This process's pipeline: for comparing, and for the model's spec and threshold (built on entry)."""
+        """This process's pipeline, built on first use: only work done in this process needs it."""
         with self._lock:
             if self._pipeline is None:
                 self._pipeline = self._factory(self._config)
             return self._pipeline
 
     @property
+    def head(self) -> ModelHead:
+        """The model's spec and calibrated comparator: all that comparing and reporting need.
+
+        With the real pipeline factory it is read without loading a network (the workers load those),
+        which saves a model load in every process that only hands photos to workers; with another factory
+        it comes from that factory's pipeline.
+        """
+        with self._lock:
+            if self._head is None:
+                if self._factory is default_pipeline_factory:
+                    from faceprint.pipeline import load_model_head
+
+                    self._head = load_model_head(self._config)
+                else:
+                    if self._pipeline is None:
+                        self._pipeline = self._factory(self._config)
+                    self._head = ModelHead(spec=self._pipeline.spec, comparator=self._pipeline.comparator)
+            return self._head
+
+    @property
     def spec(self) -> ModelSpec:
-        return self.pipeline.spec
+        return self.head.spec
+
+    @property
+    def comparator(self) -> Comparator:
+        return self.head.comparator
 
     def __enter__(self) -> Self:
-        # Build here so that a missing or corrupt model fails before any photo is read.
-        _ = self.pipeline
+        # Every model file is verified here, so a missing or corrupt model fails before any photo is read.
+        _ = self.head
         return self
 
     def __exit__(
@@ -497,7 +529,7 @@ class Analyzer:
 
     def compare(self, a: Faceprint, b: Faceprint) -> Comparison:
         """Similarity, distance, calibrated probability and decision for two faceprints of this model."""
-        return self.pipeline.compare(a, b)
+        return self.head.compare(a, b)
 
     def _executor_for(self, count: int | None) -> Executor:
         from faceprint.execute.local import LocalExecutor
@@ -704,7 +736,7 @@ class _Shared:
 # --- pairs of images ------------------------------------------------------------------------------------
 
 
-def compare_results(pipeline: EmbeddingPipeline, a: ImageResult, b: ImageResult, *, face: FaceMode) -> Comparison:
+def compare_results(pipeline: Compares, a: ImageResult, b: ImageResult, *, face: FaceMode) -> Comparison:
     """Compare two analysed photos: their selected faces, or with ``best-match`` the most similar pair.
 
     Both results must hold faceprints (check ``ok`` first); for ``best-match`` they must have been
@@ -717,7 +749,7 @@ def compare_results(pipeline: EmbeddingPipeline, a: ImageResult, b: ImageResult,
         >>> from faceprint.testing import FakePipeline, make_face_png
         >>> with Analyzer(workers=1, pipeline_factory=lambda c: FakePipeline(c)) as analyzer:
         ...     red, = analyzer.analyze([AnalyzeItem("red.png", make_face_png((200, 20, 20)))])
-        ...     compare_results(analyzer.pipeline, red, red, face="primary").is_match
+        ...     compare_results(analyzer, red, red, face="primary").is_match
         True
     """
     prints_a, prints_b = a.faceprints, b.faceprints

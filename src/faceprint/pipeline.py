@@ -513,35 +513,45 @@ def build_detector(
     return detector, fast
 
 
-def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | None = None) -> Pipeline:
-    """Build a pipeline from verified model files (nothing is downloaded).
+@dataclass(frozen=True, slots=True)
+class ModelHead:
+    """What comparing needs of a model, without its networks: the spec and the calibrated comparator.
 
-    Cheap to call again: each file's digest is remembered across processes (:class:`ModelStore`), dlib's
-    HOG detector is loaded from its serialised copy and shared by every stage, and the MMOD network is
-    built only when a photo first reaches it.
+    A process that only compares (the parent of worker processes, a server answering ``/compare`` on
+    stored faceprints) loads this in milliseconds instead of a pipeline; :func:`load_model_head` verifies
+    every file the pipeline would load, so a missing or corrupt model still fails before any photo.
     """
-    from faceprint.models.dlib_to_onnx import ConvertedModelCache
+
+    spec: ModelSpec
+    comparator: Comparator
+
+    def compare(self, a: Faceprint, b: Faceprint) -> Comparison:
+        return self.comparator.compare(a, b)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    spec: ModelSpec
+    landmarks: tuple[str, Path]
+    mmod: tuple[ModelSpec, Path]
+    comparator: Comparator
+
+
+def _resolve(config: PipelineConfig, store: ModelStore) -> _Resolved:
+    """Every model file ``config`` needs, located and verified, and the comparator (no network is loaded)."""
     from faceprint.models.registry import ModelRegistry
 
-    config = config if config is not None else PipelineConfig()
-    store = store if store is not None else ModelStore()
-    converted = ConvertedModelCache(default_model_dir() / "converted", digests=store.digests)
     specs = builtin_specs()
     # Only the asked-for user spec is read: a broken registration of another model does not get in the way.
     spec = ModelRegistry(store=store).get(config.embedder)
     if spec.task != "embedding":
         raise UsageError(f"{config.embedder} is not an embedding model")
     landmark_spec = specs[config.landmarks]
-    landmarker = DlibShapeLandmarker(store.path_for(landmark_spec.files[0]), name=landmark_spec.id)
-
+    landmark_path = store.path_for(landmark_spec.files[0])
     mmod_spec = specs[DLIB_MMOD_ID]
     mmod_path = store.path_for(mmod_spec.files[0])
-    detector, fast = build_detector(
-        config,
-        hog_native=load_frontal_face_detector(converted),
-        mmod=lambda upsample: _build_mmod_detector(mmod_path, mmod_spec, config, converted, upsample=upsample),
-    )
-
+    for model_file in spec.files:
+        store.path_for(model_file)
     calibration: Calibration | None = None
     threshold: float | None = None
     if config.calibration_path is not None:
@@ -551,14 +561,50 @@ def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | N
             raise UsageError(f"calibration file {config.calibration_path} does not exist")
         record = load_calibration(config.calibration_path, expected_contract_id=spec.contract_id)
         calibration, threshold = record.calibration, record.threshold
-    embedder = _build_embedder(spec, config, store, converted)
     comparator = Comparator(spec, calibration=calibration, threshold=threshold)
+    return _Resolved(spec, (landmark_spec.id, landmark_path), (mmod_spec, mmod_path), comparator)
+
+
+def load_model_head(config: PipelineConfig | None = None, *, store: ModelStore | None = None) -> ModelHead:
+    """The spec and comparator of ``config``'s model, every file verified, no network loaded.
+
+    Cheap: the digests are remembered across processes (:class:`ModelStore`).
+    """
+    config = config if config is not None else PipelineConfig()
+    resolved = _resolve(config, store if store is not None else ModelStore())
+    return ModelHead(spec=resolved.spec, comparator=resolved.comparator)
+
+
+def load_pipeline(config: PipelineConfig | None = None, *, store: ModelStore | None = None) -> Pipeline:
+    """Build a pipeline from verified model files (nothing is downloaded).
+
+    Cheap to call again: each file's digest is remembered across processes (:class:`ModelStore`), dlib's
+    HOG detector is loaded from its serialised copy and shared by every stage, and the MMOD network is
+    built only when a photo first reaches it.
+    """
+    from faceprint.models.dlib_to_onnx import ConvertedModelCache
+
+    config = config if config is not None else PipelineConfig()
+    store = store if store is not None else ModelStore()
+    converted = ConvertedModelCache(default_model_dir() / "converted", digests=store.digests)
+    resolved = _resolve(config, store)
+    spec = resolved.spec
+    landmark_id, landmark_path = resolved.landmarks
+    landmarker = DlibShapeLandmarker(landmark_path, name=landmark_id)
+
+    mmod_spec, mmod_path = resolved.mmod
+    detector, fast = build_detector(
+        config,
+        hog_native=load_frontal_face_detector(converted),
+        mmod=lambda upsample: _build_mmod_detector(mmod_path, mmod_spec, config, converted, upsample=upsample),
+    )
+    embedder = _build_embedder(spec, config, store, converted)
     return Pipeline(
         detector=detector,
         fast_detector=fast,
         landmarker=landmarker,
         embedder=embedder,
-        comparator=comparator,
+        comparator=resolved.comparator,
         config=config,
     )
 

@@ -70,7 +70,7 @@ def compare_inputs(analyzer: Analyzer, a: Path, b: Path, *, face: FaceMode = "pr
                 raise error_for_code(str(result.error_code), str(result.error_message))
             results[result.key] = result
     if a in images and b in images and face == "best-match":
-        comparison = compare_results(analyzer.pipeline, results[str(a)], results[str(b)], face=face)
+        comparison = compare_results(analyzer, results[str(a)], results[str(b)], face=face)
     else:
         print_a, print_b = _first_print(a, results), _first_print(b, results)
         check_comparable(print_a, print_b, names=(str(a), str(b)))

@@ -173,7 +173,7 @@ def test_usage_errors() -> None:
     with pytest.raises(UsageError, match="workers"):
         ImageEmbeddingEngine(workers=0)
     with pytest.raises(UsageError, match="with"):
-        _ = engine().pipeline
+        _ = engine().head
     unpicklable = engine(lambda config: FakePipeline(config), workers=2, executor="processes")
     with pytest.raises(UsageError, match="one worker"), unpicklable as e:
         e.embed([("red", make_face_png(RED)), ("blue", make_face_png(BLUE))])

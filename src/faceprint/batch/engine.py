@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -35,6 +36,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -45,6 +47,7 @@ from faceprint.analyze import (
     AnalyzeOptions,
     AnalyzeProgress,
     Analyzer,
+    Compares,
     EmbeddingPipeline,
     FaceResult,
     ImageFailedError,
@@ -57,7 +60,7 @@ from faceprint.errors import FaceprintError, InputError, NoFaceError, UsageError
 from faceprint.execute.base import Executor, available_cores
 from faceprint.execute.processes import WorkerFailedError
 from faceprint.io.image import ImageLimits, decode_image
-from faceprint.pipeline import PipelineConfig
+from faceprint.pipeline import ModelHead, PipelineConfig
 from faceprint.types import Comparison, Faceprint
 
 __all__ = [
@@ -201,7 +204,7 @@ def embed_image(
     return ImageOutcome(faceprints=faceprints, faces_found=found, faces=faces)
 
 
-def compare_outcomes(pipeline: EmbeddingPipeline, a: ImageOutcome, b: ImageOutcome, *, face: FaceMode) -> Comparison:
+def compare_outcomes(pipeline: Compares, a: ImageOutcome, b: ImageOutcome, *, face: FaceMode) -> Comparison:
     """Compare two embedded photos: their selected faces, or with ``best-match`` the most similar pair of faces.
 
     Raises:
@@ -266,9 +269,31 @@ class _ImagesPerSecondColumn(ProgressColumn):
         return Text("? images/s" if speed is None else f"{speed:.1f} images/s", style="progress.data.speed")
 
 
+class _ThreadlessProgress(Progress):
+    """A progress bar without rich's refresh thread: it redraws from :meth:`advance`, ten times a second.
+
+    Why: worker processes are forked only from a single-threaded process (see
+    :func:`faceprint.execute.processes.fork_is_safe`), and a refresh thread would make every command that
+    shows a bar spawn its workers instead, half a second slower each.
+    """
+
+    _REFRESH_S = 0.1
+
+    def __init__(self, *columns: str | ProgressColumn, console: Console, disable: bool) -> None:
+        super().__init__(*columns, console=console, disable=disable, auto_refresh=False)
+        self._drawn_at = 0.0
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        now = time.monotonic()
+        if now - self._drawn_at >= self._REFRESH_S:
+            self._drawn_at = now
+            self.refresh()
+
+
 def progress_bar(quiet: bool) -> Progress:
-    """The images progress bar every batch command shows on stderr."""
-    return Progress(
+    """The images progress bar every batch command shows on stderr (it starts no thread)."""
+    return _ThreadlessProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -326,7 +351,7 @@ class ImageEmbeddingEngine:
         self._entered = False
 
     def __enter__(self) -> Self:
-        _ = self._analyzer.pipeline
+        _ = self._analyzer.head
         self._entered = True
         self._progress.start()
         return self
@@ -341,15 +366,15 @@ class ImageEmbeddingEngine:
             self._progress.stop()
 
     @property
-    def pipeline(self) -> EmbeddingPipeline:
-        """The pipeline built on entering (for comparing, and for the model's spec and threshold).
+    def head(self) -> ModelHead:
+        """The model's spec and calibrated comparator, read on entering (no network is loaded for it).
 
         Raises:
             UsageError: The engine was not entered (``with ImageEmbeddingEngine(...) as engine``).
         """
         if not self._entered:
-            raise UsageError("use the engine in a `with` block before asking for its pipeline")
-        return self._analyzer.pipeline
+            raise UsageError("use the engine in a `with` block before asking for its model")
+        return self._analyzer.head
 
     @property
     def max_workers(self) -> int:
@@ -386,7 +411,7 @@ class ImageEmbeddingEngine:
             UsageError: The engine was not entered, or a factory that cannot be pickled with ``workers > 1``.
             FaceprintError: A model failure (input problems become error outcomes instead).
         """
-        _ = self.pipeline
+        _ = self.head
         count = total if total is not None else (len(items) if isinstance(items, Sized) else None)
         task = self._progress.add_task(description, total=count)
         keys: list[K] = []

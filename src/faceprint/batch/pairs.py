@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faceprint import __version__
-from faceprint.analyze import AnalyzeProgress, Analyzer, ExecutorName
+from faceprint.analyze import AnalyzeProgress, Analyzer, Compares, ExecutorName
 from faceprint.batch.engine import (
     EmbeddingPipeline,
     FaceMode,
@@ -124,7 +124,7 @@ from faceprint.execute.base import Executor
 from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_deterministic_targz
 from faceprint.io.atomic import write_atomic
 from faceprint.io.output import check_output_path, output_write_error
-from faceprint.pipeline import PipelineConfig
+from faceprint.pipeline import ModelHead, PipelineConfig
 from faceprint.types import Comparison
 
 __all__ = [
@@ -280,7 +280,7 @@ class _ModelInfo:
     calibration: dict[str, Any]
 
     @classmethod
-    def of(cls, pipeline: PairsPipeline) -> _ModelInfo:
+    def of(cls, pipeline: ModelHead) -> _ModelInfo:
         comparator = pipeline.comparator
         return cls(
             model_id=pipeline.spec.id,
@@ -303,7 +303,7 @@ class _ComparisonMemo:
 
     __slots__ = ("_face", "_known", "_pipeline")
 
-    def __init__(self, pipeline: PairsPipeline, face: FaceMode) -> None:
+    def __init__(self, pipeline: Compares, face: FaceMode) -> None:
         self._pipeline = pipeline
         self._face = face
         self._known: dict[tuple[str, str], Comparison] = {}
@@ -539,7 +539,7 @@ def _process_dataset(
     output_writer.writerow(_output_header(table, options.details, escape))
     scored_count = 0
     if table is not None and dataset_error is None:
-        memo = _ComparisonMemo(engine.pipeline, options.face)
+        memo = _ComparisonMemo(engine.head, options.face)
         for row in rows_of():
             scored = _score_row(row, resolved, outcomes, memo)
             problems.extend(scored.problems)
@@ -693,7 +693,7 @@ def _run(
         executor=options.executor,
         analyzer=analyzer,
     ) as engine:
-        model = _ModelInfo.of(engine.pipeline)
+        model = _ModelInfo.of(engine.head)
         for number, (folder, source) in enumerate(sources):
 
             def dataset_progress(state: AnalyzeProgress, number: int = number) -> None:

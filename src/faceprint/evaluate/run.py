@@ -38,8 +38,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar, Literal
 
 from faceprint import __version__
+from faceprint.analyze import Compares
 from faceprint.batch.engine import (
-    EmbeddingPipeline,
     FaceMode,
     ImageEmbeddingEngine,
     ImageOutcome,
@@ -230,7 +230,7 @@ def _check_paths(pairs_path: Path, images_dir: Path) -> None:
 
 
 def _compared(
-    pipeline: EmbeddingPipeline, a: ImageOutcome, b: ImageOutcome, face: FaceMode
+    pipeline: Compares, a: ImageOutcome, b: ImageOutcome, face: FaceMode
 ) -> tuple[float, tuple[FaceQuality | None, FaceQuality | None]]:
     """The similarity :func:`compare_outcomes` gives, and the qualities of the two faces it compared."""
     similarity = compare_outcomes(pipeline, a, b, face=face).similarity
@@ -263,7 +263,7 @@ def _score_pairs(
         pipeline_factory=factory,
         keep_all_faces=options.face == "best-match",
     ) as engine:
-        pipeline = engine.pipeline
+        pipeline = engine.head
         spec = pipeline.spec
         if calibration_record is not None and calibration_record.contract_id != spec.contract_id:
             raise ContractMismatchError(

@@ -56,16 +56,16 @@ class AnalyzerVideoEngine:
 
     @property
     def contract_id(self) -> str:
-        return self.analyzer.pipeline.spec.contract_id
+        return self.analyzer.spec.contract_id
 
     @property
     def model_id(self) -> str:
-        return self.analyzer.pipeline.spec.id
+        return self.analyzer.spec.id
 
     @property
     def default_min_similarity(self) -> float:
         # A track is searched against every enrolled person, like a photo in `identify`: the same cut-off.
-        pipeline = self.analyzer.pipeline
+        pipeline = self.analyzer.head
         return identification_min_similarity(pipeline.spec, pipeline.comparator)
 
     def detect_frames(
