@@ -190,3 +190,36 @@ def test_quality_calibration_round_trips_through_its_dict() -> None:
     assert Calibration.from_dict(QUALITY_CALIBRATION.to_dict()) == QUALITY_CALIBRATION
     with pytest.raises(ValueError, match="quality model"):
         Calibration(slope=1.0, intercept=0.0, method="quality")
+
+
+def test_min_hog_score_counts_a_face_found_past_the_hog_passes_as_zero() -> None:
+    from faceprint.compare import PAIR_FEATURES
+
+    frontal = FaceQuality(60.0, 1.4, "hog@0", 3.0, 0.0, 300.0, 0.5, 0.0)
+    turned = FaceQuality(60.0, 0.3, "hog@1", 40.0, 0.0, 300.0, 0.5, 0.0)
+    profile = FaceQuality(60.0, 1.05, "mmod", 70.0, 0.0, 300.0, 0.5, 0.0)  # an MMOD confidence, not a HOG margin
+    feature = PAIR_FEATURES["min_hog_score"]
+    assert feature(frontal, frontal) == 1.4
+    assert feature(frontal, turned) == feature(turned, frontal) == 0.3
+    assert feature(frontal, profile) == 0.0
+
+
+def test_the_shipped_calibration_is_monotone_in_similarity_for_any_qualities() -> None:
+    spec = builtin_specs()["dlib-resnet-v1"]
+    assert spec.calibration is not None and spec.calibration.quality is not None
+    assert check_monotone(spec.calibration) > 0
+    comparator = Comparator(spec)
+    qualities = [
+        FaceQuality(io, score, stage, yaw, 0.0, 300.0, 0.5, 0.0)
+        for io in (10.0, 60.0)
+        for score in (-0.5, 0.0, 0.4, 1.2, 3.0)
+        for stage in ("hog@0", "hog@2", "mmod", "assumed_crop")
+        for yaw in (0.0, 35.0, 80.0)
+    ]
+    similarities = np.linspace(-1.0, 1.0, 201)
+    rng = np.random.default_rng(1)
+    for i, j in rng.choice(len(qualities), size=(200, 2)).tolist():
+        a, b = qualities[i], qualities[j]
+        values = [comparator.probability(float(s), a, b) for s in similarities]
+        assert all(later >= earlier for earlier, later in itertools.pairwise(values)), (a, b)
+        assert comparator.probability(0.9, a, b) == comparator.probability(0.9, b, a)

@@ -19,6 +19,7 @@ from faceprint.evaluate.calibrate import (
 )
 from faceprint.evaluate.metrics import calibration_quality
 from faceprint.evaluate.quality_calibration import (
+    DEFAULT_FEATURES,
     apply_quality_calibration,
     fit_calibration,
     fit_quality_calibration,
@@ -66,7 +67,7 @@ def test_quality_fit_is_calibrated_where_platt_is_not() -> None:
         platt_ece = calibration_quality(platt_p, test_y[mask]).expected_calibration_error
         assert quality_ece < 0.03 < platt_ece
     assert calibration.quality is not None
-    assert calibration.provenance["features"] == ["fallback_stage", "max_abs_yaw_deg"]
+    assert calibration.provenance["features"] == list(DEFAULT_FEATURES)
     assert calibration.quality.stages == ("hog@0", "mmod")
     assert set(calibration.quality.face_ranges) >= {"interocular_px", "abs_yaw_deg"}
 
@@ -138,3 +139,24 @@ def test_fit_calibration_dispatch_and_bad_input() -> None:
         pair_feature_matrix(qa, qb, ["shoe_size"])
     with pytest.raises(UsageError, match="both classes"):
         fit_quality_calibration(s[:3], [True] * 3, qa[:3], qb[:3], dataset="d")
+
+
+def test_pair_weights_pull_the_fit_towards_the_heavier_set() -> None:
+    rng = np.random.default_rng(3)
+    # Two sets whose similarity-only 50% points differ: 0.88 and 0.92.
+    count = 2000
+    first = rng.random(count) < 0.5
+    second = rng.random(count) < 0.5
+    s = np.r_[np.where(first, 0.93, 0.83), np.where(second, 0.97, 0.87)] + rng.normal(0, 0.02, 2 * count)
+    y = np.r_[first, second]
+    faces = [_face(5.0)] * (2 * count)
+
+    def fifty(weights: np.ndarray | None) -> float:
+        c = fit_quality_calibration(s, y, faces, faces, dataset="synthetic", features=(), pair_weights=weights)
+        return -c.intercept / c.slope
+
+    even = fifty(None)
+    assert fifty(np.ones(2 * count)) == pytest.approx(even)
+    assert fifty(np.r_[np.full(count, 4.0), np.ones(count)]) < even < fifty(np.r_[np.ones(count), np.full(count, 4.0)])
+    with pytest.raises(UsageError, match="pair_weights"):
+        fit_quality_calibration(s, y, faces, faces, dataset="synthetic", pair_weights=np.zeros(2 * count))

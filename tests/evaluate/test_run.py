@@ -23,6 +23,7 @@ from faceprint.evaluate.calibrate import (
     save_calibration,
 )
 from faceprint.evaluate.pairs_list import PairsListFormatError
+from faceprint.evaluate.quality_calibration import DEFAULT_FEATURES
 from faceprint.evaluate.report import write_report
 from faceprint.evaluate.run import (
     EvaluationOptions,
@@ -365,7 +366,7 @@ def test_quality_calibration_through_the_engine(tmp_path: Path) -> None:
     record = calibrate_pairs(pairs, images, options=QUIET_1, pipeline_factory=fake_pipeline_factory, method="quality")
     calibration = record.calibration
     assert calibration.method == "quality" and calibration.quality is not None
-    assert [term.feature for term in calibration.quality.terms] == ["fallback_stage", "max_abs_yaw_deg"]
+    assert [term.feature for term in calibration.quality.terms] == list(DEFAULT_FEATURES)
     assert calibration.provenance["pairs"]["scored"] == len(pairs.read_text().splitlines()) - 1  # not the grey one
     loaded = load_calibration(save_calibration(record, tmp_path / "calib.json"))
     assert loaded.calibration == calibration

@@ -63,12 +63,14 @@ from faceprint.types import FaceQuality
 QUALITY_METHOD = "quality-logistic-newton"
 """``provenance["method"]`` of a quality-aware calibration."""
 
-DEFAULT_FEATURES = ("fallback_stage", "max_abs_yaw_deg")
-"""The shipped terms: chosen by cross-validation on CFP folds (docs/calibration.md)."""
+DEFAULT_FEATURES = ("fallback_stage", "max_abs_yaw_deg", "min_hog_score")
+"""The shipped terms: chosen by cross-validation on LFW DevTrain and CFP folds (docs/calibration.md)."""
 
-DEFAULT_RANGES: Mapping[str, tuple[float, float]] = {"max_abs_yaw_deg": (30.0, 50.0)}
+DEFAULT_RANGES: Mapping[str, tuple[float, float]] = {"max_abs_yaw_deg": (30.0, 50.0), "min_hog_score": (0.0, 1.2)}
 """The head turn enters as a ramp from 30 to 50 degrees: below 30 the 5-point estimate is mostly noise
-on frontal photos (LFW's 75th percentile pair is at 34), above 50 it saturates (docs/calibration.md)."""
+on frontal photos (LFW's 75th percentile pair is at 34), above 50 it saturates. The HOG margin enters as a
+ramp from 0 to 1.2: above it (LFW's median frontal pair reads 1.37) a face is as frontal as it gets
+(docs/calibration.md)."""
 
 DEFAULT_RANGE_QUANTILES = (0.005, 0.995)
 """Features are clamped to this central range of the fitted pairs: the model is not extrapolated."""
@@ -103,23 +105,26 @@ def pair_feature_matrix(
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(features))
 
 
-def _newton(design: FloatArray, targets: FloatArray, ridge: FloatArray) -> tuple[FloatArray, int, float]:
+def _newton(
+    design: FloatArray, targets: FloatArray, ridge: FloatArray, pair_weights: FloatArray
+) -> tuple[FloatArray, int, float]:
     weights = np.zeros(design.shape[1])
+    total = float(pair_weights.sum())
     # Start from the class prior, like fit_platt.
-    prior = float(np.clip(targets.mean(), 1e-6, 1 - 1e-6))
+    prior = float(np.clip(np.dot(pair_weights, targets) / total, 1e-6, 1 - 1e-6))
     weights[1] = math.log(prior / (1.0 - prior))
 
     def objective(w: FloatArray) -> float:
         z = design @ w
-        return float(np.sum(np.logaddexp(0.0, z) - targets * z) + 0.5 * np.sum(ridge * w * w))
+        return float(np.dot(pair_weights, np.logaddexp(0.0, z) - targets * z) + 0.5 * np.sum(ridge * w * w))
 
     value = objective(weights)
     for iteration in range(1, _MAX_ITERATIONS + 1):
         p = sigmoid(design @ weights)
-        gradient = design.T @ (p - targets) + ridge * weights
-        if np.max(np.abs(gradient)) < _GRADIENT_TOLERANCE * design.shape[0]:
-            return weights, iteration - 1, value / design.shape[0]
-        hessian = (design * (p * (1.0 - p))[:, None]).T @ design + np.diag(ridge + 1e-12)
+        gradient = design.T @ (pair_weights * (p - targets)) + ridge * weights
+        if np.max(np.abs(gradient)) < _GRADIENT_TOLERANCE * total:
+            return weights, iteration - 1, value / total
+        hessian = (design * (pair_weights * p * (1.0 - p))[:, None]).T @ design + np.diag(ridge + 1e-12)
         direction = -np.linalg.solve(hessian, gradient)
         decrease = float(gradient @ direction)
         step = 1.0
@@ -130,7 +135,7 @@ def _newton(design: FloatArray, targets: FloatArray, ridge: FloatArray) -> tuple
                 break
             step /= 2.0
         else:
-            return weights, iteration, value / design.shape[0]
+            return weights, iteration, value / total
         weights, value = candidate, new_value
     raise CalibrationFitError(f"the quality-aware fit did not converge in {_MAX_ITERATIONS} Newton steps")
 
@@ -147,6 +152,7 @@ def fit_quality_calibration(
     range_quantiles: tuple[float, float] = DEFAULT_RANGE_QUANTILES,
     ranges: Mapping[str, tuple[float, float]] | None = DEFAULT_RANGES,
     fitted_on: dt.date | None = None,
+    pair_weights: npt.ArrayLike | None = None,
 ) -> Calibration:
     """Fit ``P(same | s, quality_a, quality_b)`` by maximum likelihood (see the module docstring).
 
@@ -157,12 +163,14 @@ def fit_quality_calibration(
         qualities_b: The second face's quality per pair.
         dataset: Where the pairs come from, for the provenance.
         features: Pair features (:data:`faceprint.compare.PAIR_FEATURES`); empty is plain Platt.
-        reference: The reference pair's feature values (default: the median of the fitted pairs); the
+        reference: The reference pair's feature values (a feature not named: the median of the fitted pairs); the
             calibration's own slope and intercept are this pair's sigmoid, used when a quality is unknown.
         range_quantiles: The central range each feature is clamped to.
         ranges: Fixed clamp ranges for some features, overriding ``range_quantiles`` (e.g. a head turn
             whose effect saturates: ``{"max_abs_yaw_deg": (25.0, 50.0)}`` makes it a ramp).
         fitted_on: The date recorded; ``None`` is today (UTC).
+        pair_weights: A positive weight per pair in the likelihood (default 1 each): e.g. so that each
+            data set of a pooled fit counts as much as another, whatever its pair count.
 
     Returns:
         A ``method="quality"`` :class:`~faceprint.models.spec.Calibration`.
@@ -181,6 +189,12 @@ def fit_quality_calibration(
     genuine, impostor = int(truth.sum()), int((~truth).sum())
     if genuine == 0 or impostor == 0:
         raise UsageError(f"calibration needs both classes: {genuine} genuine, {impostor} impostor")
+    if pair_weights is None:
+        weight = np.ones_like(scores)
+    else:
+        weight = np.asarray(pair_weights, dtype=np.float64).reshape(-1)
+        if weight.shape != scores.shape or not np.all(np.isfinite(weight)) or not np.all(weight > 0):
+            raise UsageError(f"pair_weights must be {scores.shape[0]} positive finite numbers")
     names = tuple(features)
     raw = pair_feature_matrix(qualities_a, qualities_b, names)
     low = np.quantile(raw, range_quantiles[0], axis=0) if names else np.zeros(0)
@@ -191,7 +205,7 @@ def fit_quality_calibration(
     clamped = np.clip(raw, low, high)
     centre = np.array(
         [
-            float(reference[name]) if reference is not None else float(np.median(clamped[:, k]))
+            float(reference[name]) if reference is not None and name in reference else float(np.median(clamped[:, k]))
             for k, name in enumerate(names)
         ]
     )
@@ -202,7 +216,7 @@ def fit_quality_calibration(
     design = np.column_stack([scores, np.ones_like(scores), standard * scores[:, None], standard])
     targets = np.where(truth, (genuine + 1.0) / (genuine + 2.0), 1.0 / (impostor + 2.0))
     ridge = np.r_[0.0, 0.0, np.full(2 * len(names), _RIDGE * scores.shape[0])]
-    weights, iterations, mean_log_loss = _newton(design, targets, ridge)
+    weights, iterations, mean_log_loss = _newton(design, targets, ridge, weight)
     count = len(names)
     slopes = weights[2 : 2 + count] / spread
     intercepts = weights[2 + count :] / spread
@@ -249,6 +263,7 @@ def fit_quality_calibration(
             "face_range_quantiles": list(FACE_RANGE_QUANTILES),
             "newton_iterations": iterations,
             "mean_log_loss": mean_log_loss,
+            "weighted": pair_weights is not None,
             "similarity_range": [float(scores.min()), float(scores.max())],
         },
     )
@@ -282,6 +297,7 @@ def fit_calibration(
     fitted_on: dt.date | None = None,
     features: Sequence[str] = DEFAULT_FEATURES,
     reference: Mapping[str, float] | None = None,
+    pair_weights: npt.ArrayLike | None = None,
 ) -> Calibration:
     """``method="platt"`` (similarity only) or ``"quality"`` (needs both quality lists).
 
@@ -305,6 +321,7 @@ def fit_calibration(
         features=features,
         reference=reference,
         fitted_on=fitted_on,
+        pair_weights=pair_weights,
     )
 
 
@@ -395,6 +412,7 @@ def make_quality_calibration_record(
     reference: Mapping[str, float] | None = None,
     ranges: Mapping[str, tuple[float, float]] | None = DEFAULT_RANGES,
     fitted_on: dt.date | None = None,
+    pair_weights: npt.ArrayLike | None = None,
 ) -> CalibrationRecord:
     """Everything a quality-aware ``calib.json`` holds, fitted on one set of scored pairs.
 
@@ -403,6 +421,8 @@ def make_quality_calibration_record(
     come from an impostor model per pair quality (see :func:`_with_far_model`); ``far_thresholds`` holds
     the reference pair's, and :meth:`faceprint.compare.Comparator.far_threshold` gives any pair's. Keys
     the impostor count cannot resolve are left out.
+    ``pair_weights`` weigh the pairs in the sigmoid's likelihood (:func:`fit_quality_calibration`); the
+    impostor model counts every pair once.
 
     Example:
         >>> record = make_quality_calibration_record(s, y, qa, qb, contract_id=c, dataset="d")  # doctest: +SKIP
@@ -419,6 +439,7 @@ def make_quality_calibration_record(
         reference=reference,
         ranges=ranges,
         fitted_on=fitted_on,
+        pair_weights=pair_weights,
     )
     calibration = _with_far_model(calibration, scores, truth, qualities_a, qualities_b, target_fars)
     model = calibration.quality
