@@ -61,7 +61,7 @@ def catalog_min_similarity(model_id: str | None) -> float | None:
         >>> catalog_min_similarity("dlib-resnet-v1") == builtin_specs()["dlib-resnet-v1"].default_threshold
         True
         >>> round(catalog_min_similarity("dlib-resnet-v1"), 2)
-        0.9
+        0.91
     """
     if model_id is None:
         return None
