@@ -569,3 +569,21 @@ def replace_quality(faceprint: Faceprint, quality: Any) -> Faceprint:
     from dataclasses import replace
 
     return replace(faceprint, quality=quality)
+
+
+def test_an_export_template_that_is_not_a_faceprint_is_refused_alike_and_nothing_is_written(
+    backend: Backend, tmp_path: Path
+) -> None:
+    gallery = backend.create()
+    gallery.enroll(gallery.add_person("Jane").person_id, [fp([1.0, 0.0, 0.0])])
+    export = tmp_path / "g.jsonl"
+    gallery.export_jsonl(export)
+    header, *lines = export.read_text().splitlines()
+    record = json.loads(lines[0])
+    record["templates"][0]["faceprint"]["vector"] = "not numbers"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(header + "\n" + json.dumps(record) + "\n")
+    target = backend.create()
+    with pytest.raises(GalleryFormatError, match="a template is not a faceprint"):
+        target.import_jsonl(bad)
+    assert target.persons() == [] and target.template_count() == 0

@@ -14,15 +14,24 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
-from faceprint.errors import ContractMismatchError, FaceprintError, InputError, InvalidArgumentError, UsageError
+from faceprint.errors import (
+    ContractMismatchError,
+    FaceprintError,
+    FaceprintFormatError,
+    InputError,
+    InvalidArgumentError,
+    UsageError,
+)
 from faceprint.types import Faceprint, FaceQuality
 
 if TYPE_CHECKING:
@@ -439,3 +448,170 @@ def resolve_person(gallery: Gallery, ref: str) -> Person:
             details={"person": ref, "person_ids": [person.person_id for person in found]},
         )
     return found[0]
+
+
+# --- export / import, the same file for every backend -------------------------------------------------
+
+EXPORT_FORMAT = "faceprint-gallery/1"
+"""First-line ``format`` of the JSONL export (see :func:`write_export`)."""
+
+_MAX_TEXT = 256
+
+
+def clean_text(value: str, what: str) -> str:
+    """A person's name or id as stored: stripped, 1-256 printable characters.
+
+    Raises:
+        UsageError: empty, too long, or with control characters.
+
+    Example:
+        >>> clean_text("  Jane Doe ", "a person's name")
+        'Jane Doe'
+    """
+    text = value.strip()
+    if not text or len(text) > _MAX_TEXT or any(ord(c) < 32 for c in text):
+        raise UsageError(f"{what} must be 1-{_MAX_TEXT} printable characters, got {value!r}")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSummary:
+    """What a gallery's ``import_jsonl`` did."""
+
+    persons_added: int
+    templates_added: int
+    templates_skipped: int
+    """Templates already present (same person, identical vector): re-importing a file adds nothing."""
+
+
+def template_record(faceprint: Faceprint, source: str | None, created_at: str | None) -> dict[str, Any]:
+    """One template as an export holds it (its faceprint, with quality when known, source and date)."""
+    return {"faceprint": faceprint.to_dict(), "source": source, "created_at": created_at}
+
+
+def write_export(
+    path: str | os.PathLike[str],
+    *,
+    gallery: str,
+    contract_id: str | None,
+    model_id: str | None,
+    persons: Sequence[Person],
+    templates: Mapping[str, Sequence[dict[str, Any]]],
+    exported_at: str,
+) -> int:
+    """Write a gallery's portable JSON-lines export; returns the number of templates written.
+
+    Line 1 is a header (``format``, ``contract_id``, ``model_id``, counts); then one line per person with
+    their templates (:func:`template_record`, keyed by person id in ``templates``). Written to a temp
+    file and renamed into place, so a crash never leaves half an export. Every backend writes this one
+    format, so an export of one imports into the other.
+
+    Example:
+        >>> write_export("team.jsonl", gallery="team", contract_id=None, model_id=None, persons=[],
+        ...              templates={}, exported_at="2026-01-01T00:00:00Z")  # doctest: +SKIP
+        0
+    """
+    from faceprint import __version__
+    from faceprint.io.atomic import open_atomic
+
+    count = sum(len(templates.get(person.person_id, ())) for person in persons)
+    header = {
+        "format": EXPORT_FORMAT,
+        "gallery": gallery,
+        "contract_id": contract_id,
+        "model_id": model_id,
+        "persons": len(persons),
+        "templates": count,
+        "exported_at": exported_at,
+        "package_version": __version__,
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open_atomic(target) as handle:
+        handle.write((json.dumps(header, sort_keys=True) + "\n").encode())
+        for person in persons:
+            record = {
+                "person_id": person.person_id,
+                "name": person.name,
+                "is_unknown": person.is_unknown,
+                "templates": list(templates.get(person.person_id, ())),
+            }
+            handle.write((json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode())
+    return count
+
+
+def export_faceprints(record: Mapping[str, Any], path: str | os.PathLike[str]) -> list[Faceprint]:
+    """The faceprints of one person record of an export (checked by :func:`read_export`).
+
+    Raises:
+        GalleryFormatError: a template is not a faceprint.
+    """
+    try:
+        return [Faceprint.from_dict(t["faceprint"]) for t in record["templates"]]
+    except (FaceprintFormatError, ValueError) as err:
+        person = record["person_id"]
+        raise GalleryFormatError(f"{path}: person {person!r}: a template is not a faceprint: {err}") from err
+
+
+def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Parse a gallery export: ``(header, person records)``.
+
+    Raises:
+        GalleryFormatError: not an export this faceprint understands, or a malformed line.
+
+    Example:
+        >>> header, persons = read_export("team.jsonl")  # doctest: +SKIP
+        >>> header["contract_id"]  # doctest: +SKIP
+        'dlib-resnet-v1:5c1e0e3b9a47'
+    """
+    source = Path(path)
+    try:
+        lines = source.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as err:
+        raise GalleryNotFoundError(f"no export file at {source}", details={"path": str(source)}) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise GalleryFormatError(f"cannot read gallery export {source}: {err}") from err
+    if not lines:
+        raise GalleryFormatError(f"{source} is empty, not a gallery export")
+    try:
+        header = json.loads(lines[0])
+        if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+            raise GalleryFormatError(f"{source} is not a {EXPORT_FORMAT} export")
+        contract_id = header.get("contract_id")
+        if contract_id is not None and (not isinstance(contract_id, str) or not contract_id.strip()):
+            raise GalleryFormatError(f"{source}:1: contract_id must be a non-empty string, not {contract_id!r}")
+        records: list[dict[str, Any]] = []
+        for number, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            check_person_record(record, f"{source}:{number}", contract_id)
+            records.append(record)
+    except json.JSONDecodeError as err:
+        raise GalleryFormatError(f"{source} is not valid JSON lines: {err}") from err
+    return header, records
+
+
+def check_person_record(record: Any, where: str, contract_id: str | None) -> None:
+    """Every field the import stores has the type it needs: a bad value is refused before any write."""
+    if not isinstance(record, dict) or not isinstance(record.get("templates"), list):
+        raise GalleryFormatError(f"{where}: not a person record")
+    if "person_id" not in record or "name" not in record:
+        raise GalleryFormatError(f"{where}: person record without person_id or name")
+    for key in ("person_id", "name"):
+        if not isinstance(record[key], str):
+            raise GalleryFormatError(f"{where}: {key} must be text, not {type(record[key]).__name__}")
+    if not isinstance(record.get("is_unknown", False), bool):
+        raise GalleryFormatError(f"{where}: is_unknown must be true or false")
+    if record["templates"] and contract_id is None:
+        # An unbound export has no templates; templates with a null contract would bind the gallery to "None".
+        raise GalleryFormatError(f"{where}: templates in an export whose contract_id is null")
+    for index, template in enumerate(record["templates"], start=1):
+        at = f"{where}: template {index}"
+        fp = template.get("faceprint") if isinstance(template, dict) else None
+        if not isinstance(fp, dict) or fp.get("contract_id") != contract_id:
+            raise GalleryFormatError(f"{at}: no faceprint of the export's contract")
+        for key in ("source", "created_at"):
+            value = template.get(key)
+            if value is not None and not isinstance(value, str):
+                raise GalleryFormatError(f"{at}: {key} must be text or null, not {type(value).__name__}")

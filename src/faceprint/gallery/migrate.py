@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from faceprint.errors import FaceprintError, UsageError
-from faceprint.gallery.base import Gallery, GalleryExistsError, Template
-from faceprint.gallery.sqlite import ImportSummary
+from faceprint.gallery.base import Gallery, GalleryExistsError, ImportSummary, Template
 from faceprint.postgres import is_database_url, redact_url
 
 

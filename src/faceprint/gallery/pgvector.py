@@ -34,7 +34,6 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -50,18 +49,22 @@ from faceprint.gallery.base import (
     GalleryNotFoundError,
     GallerySnapshot,
     IdentifyResult,
+    ImportSummary,
     Person,
     PersonCandidate,
     PersonNotFoundError,
     Template,
     TemplateNotFoundError,
+    clean_text,
+    export_faceprints,
     new_person_id,
     quality_from_text,
     quality_text,
+    read_export,
+    template_record,
+    write_export,
 )
 from faceprint.gallery.index import normalize_rows
-from faceprint.gallery.sqlite import EXPORT_FORMAT, ImportSummary, _clean_text, read_export
-from faceprint.io.atomic import open_atomic
 from faceprint.postgres import (
     apply_migrations,
     check_schema_name,
@@ -573,8 +576,8 @@ class PgvectorGallery:
             return self._add_person(cur, name, person_id=person_id, is_unknown=is_unknown)
 
     def _add_person(self, cur: psycopg.Cursor[Any], name: str, *, person_id: str | None, is_unknown: bool) -> Person:
-        name = _clean_text(name, "a person's name")
-        person_id = new_person_id(is_unknown=is_unknown) if person_id is None else _clean_text(person_id, "a person id")
+        name = clean_text(name, "a person's name")
+        person_id = new_person_id(is_unknown=is_unknown) if person_id is None else clean_text(person_id, "a person id")
         if cur.execute(f"SELECT 1 FROM {self._schema}.persons WHERE person_id = %s", (person_id,)).fetchone():
             raise UsageError(f"gallery {self._name!r} already has a person with id {person_id!r}")
         now = now_text()
@@ -598,7 +601,7 @@ class PgvectorGallery:
             cur.execute(
                 f"UPDATE {self._schema}.persons SET name = %s, is_unknown = FALSE, updated_at = %s "
                 "WHERE person_id = %s",
-                (_clean_text(name, "a person's name"), now_text(), person_id),
+                (clean_text(name, "a person's name"), now_text(), person_id),
             )
             return self._get_person(cur, person_id)
 
@@ -960,7 +963,6 @@ class PgvectorGallery:
 
         Returns the number of templates written. Written to a temp file and renamed into place.
         """
-        from faceprint import __version__
 
         s = self._schema
         with self._read(binary=True) as cur:
@@ -984,30 +986,16 @@ class PgvectorGallery:
                 model_options=json.loads(row[4]),
                 quality=quality_from_text(row[7], f"gallery {self._name!r}: template {row[8]}"),
             )
-            by_person[row[0]].append({"faceprint": faceprint.to_dict(), "source": row[5], "created_at": row[6]})
-        header = {
-            "format": EXPORT_FORMAT,
-            "gallery": self._name,
-            "contract_id": contract_id,
-            "model_id": model_id,
-            "persons": len(persons),
-            "templates": len(rows),
-            "exported_at": now_text(),
-            "package_version": __version__,
-        }
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open_atomic(target) as handle:
-            handle.write((json.dumps(header, sort_keys=True) + "\n").encode())
-            for person in persons:
-                record = {
-                    "person_id": person.person_id,
-                    "name": person.name,
-                    "is_unknown": person.is_unknown,
-                    "templates": by_person[person.person_id],
-                }
-                handle.write((json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode())
-        return len(rows)
+            by_person[row[0]].append(template_record(faceprint, row[5], row[6]))
+        return write_export(
+            path,
+            gallery=self._name,
+            contract_id=contract_id,
+            model_id=model_id,
+            persons=persons,
+            templates=by_person,
+            exported_at=now_text(),
+        )
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> ImportSummary:
         """Add the persons and templates of an export, all or nothing (re-importing a file adds nothing).
@@ -1025,7 +1013,7 @@ class PgvectorGallery:
                 self._check_or_bind(cur, contract_id, None, None)
             for record in records:
                 person_id = str(record["person_id"])
-                faceprints = [Faceprint.from_dict(t["faceprint"]) for t in record["templates"]]
+                faceprints = export_faceprints(record, path)
                 row = cur.execute(f"SELECT 1 FROM {s}.persons WHERE person_id = %s", (person_id,)).fetchone()
                 existing: set[bytes] = set()
                 if row is None:

@@ -54,7 +54,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from faceprint.crypto import EncryptionKeyRequiredError, RecordCipher, is_encrypted_record
-from faceprint.errors import ContractMismatchError, FaceprintFormatError, UsageError
+from faceprint.errors import ContractMismatchError, UsageError
+from faceprint.gallery.base import EXPORT_FORMAT as EXPORT_FORMAT
 from faceprint.gallery.base import (
     AmbiguousPersonError,
     GalleryBusyError,
@@ -63,22 +64,24 @@ from faceprint.gallery.base import (
     GalleryNotFoundError,
     GallerySnapshot,
     IdentifyResult,
+    ImportSummary,
     Person,
     PersonNotFoundError,
     Template,
     TemplateNotFoundError,
+    clean_text,
+    export_faceprints,
     new_person_id,
     quality_from_text,
     quality_text,
+    read_export,
+    template_record,
+    write_export,
 )
-from faceprint.io.atomic import open_atomic
 from faceprint.types import Faceprint, FaceQuality
 
 if TYPE_CHECKING:
     from faceprint.compare import Comparator
-
-EXPORT_FORMAT = "faceprint-gallery/1"
-"""First-line ``format`` of the JSONL export (see :meth:`SqliteGallery.export_jsonl`)."""
 
 MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (
@@ -119,18 +122,9 @@ READABLE_SCHEMA_VERSION = 2
 """The oldest schema a read-only gallery can be searched with (version 3 only added template quality, read
 as unknown when the column is missing); older ones need the upgrade that needs write access."""
 
-_MAX_TEXT = 256
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _clean_text(value: str, what: str) -> str:
-    text = value.strip()
-    if not text or len(text) > _MAX_TEXT or any(ord(c) < 32 for c in text):
-        raise UsageError(f"{what} must be 1-{_MAX_TEXT} printable characters, got {value!r}")
-    return text
 
 
 def _vector_blob(faceprint: Faceprint) -> bytes:
@@ -181,16 +175,6 @@ class RotationSummary:
     templates_rotated: int
     templates_current: int
     """Templates already under the new key (a rotation that is run again after a crash skips them)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ImportSummary:
-    """What :meth:`SqliteGallery.import_jsonl` did."""
-
-    persons_added: int
-    templates_added: int
-    templates_skipped: int
-    """Templates already present (same person, identical vector): re-importing a file adds nothing."""
 
 
 class SqliteGallery:
@@ -642,8 +626,8 @@ class SqliteGallery:
             return self._add_person(conn, name, person_id=person_id, is_unknown=is_unknown)
 
     def _add_person(self, conn: sqlite3.Connection, name: str, *, person_id: str | None, is_unknown: bool) -> Person:
-        name = _clean_text(name, "a person's name")
-        person_id = new_person_id(is_unknown=is_unknown) if person_id is None else _clean_text(person_id, "a person id")
+        name = clean_text(name, "a person's name")
+        person_id = new_person_id(is_unknown=is_unknown) if person_id is None else clean_text(person_id, "a person id")
         if conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone() is not None:
             raise UsageError(f"gallery {self._name!r} already has a person with id {person_id!r}")
         now = _now()
@@ -665,7 +649,7 @@ class SqliteGallery:
             self._get_person(conn, person_id)
             conn.execute(
                 "UPDATE persons SET name = ?, is_unknown = 0, updated_at = ? WHERE person_id = ?",
-                (_clean_text(name, "a person's name"), _now(), person_id),
+                (clean_text(name, "a person's name"), _now(), person_id),
             )
             return self._get_person(conn, person_id)
 
@@ -1067,7 +1051,6 @@ class SqliteGallery:
         with their templates as ``faceprint/1`` dicts. Written to a temp file and renamed into place, so a
         crash never leaves half an export.
         """
-        from faceprint import __version__
 
         with self._read() as conn:
             contract_id = self._meta(conn, "contract_id")
@@ -1094,30 +1077,16 @@ class SqliteGallery:
             faceprint = self._template_faceprint(
                 row[7], row[1], row[8], dim, row[2], contract_id, row[3], row[4], row[9]
             )
-            by_person[row[0]].append({"faceprint": faceprint.to_dict(), "source": row[5], "created_at": row[6]})
-        header = {
-            "format": EXPORT_FORMAT,
-            "gallery": self._name,
-            "contract_id": contract_id,
-            "model_id": model_id,
-            "persons": len(persons),
-            "templates": len(rows),
-            "exported_at": _now(),
-            "package_version": __version__,
-        }
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open_atomic(target) as handle:
-            handle.write((json.dumps(header, sort_keys=True) + "\n").encode())
-            for person in persons:
-                record = {
-                    "person_id": person.person_id,
-                    "name": person.name,
-                    "is_unknown": person.is_unknown,
-                    "templates": by_person[person.person_id],
-                }
-                handle.write((json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode())
-        return len(rows)
+            by_person[row[0]].append(template_record(faceprint, row[5], row[6]))
+        return write_export(
+            path,
+            gallery=self._name,
+            contract_id=contract_id,
+            model_id=model_id,
+            persons=persons,
+            templates=by_person,
+            exported_at=_now(),
+        )
 
     def import_jsonl(self, path: str | os.PathLike[str]) -> ImportSummary:
         """Add the persons and templates of an export, all or nothing.
@@ -1137,12 +1106,7 @@ class SqliteGallery:
                 self._check_or_bind(conn, contract_id, None, None)
             for record in records:
                 person_id = str(record["person_id"])
-                try:
-                    faceprints = [Faceprint.from_dict(t["faceprint"]) for t in record["templates"]]
-                except (FaceprintFormatError, ValueError) as err:
-                    raise GalleryFormatError(
-                        f"{path}: person {person_id!r}: a template is not a faceprint: {err}"
-                    ) from err
+                faceprints = export_faceprints(record, path)
                 row = conn.execute("SELECT 1 FROM persons WHERE person_id = ?", (person_id,)).fetchone()
                 existing: set[bytes] = set()
                 if row is None:
@@ -1170,67 +1134,3 @@ class SqliteGallery:
         return ImportSummary(
             persons_added=persons_added, templates_added=templates_added, templates_skipped=templates_skipped
         )
-
-
-def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Parse a gallery export: ``(header, person records)``.
-
-    Raises:
-        GalleryFormatError: not an export this faceprint understands, or a malformed line.
-
-    Example:
-        >>> header, persons = read_export("team.jsonl")  # doctest: +SKIP
-        >>> header["contract_id"]  # doctest: +SKIP
-        'dlib-resnet-v1:5c1e0e3b9a47'
-    """
-    source = Path(path)
-    try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError as err:
-        raise GalleryNotFoundError(f"no export file at {source}", details={"path": str(source)}) from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise GalleryFormatError(f"cannot read gallery export {source}: {err}") from err
-    if not lines:
-        raise GalleryFormatError(f"{source} is empty, not a gallery export")
-    try:
-        header = json.loads(lines[0])
-        if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
-            raise GalleryFormatError(f"{source} is not a {EXPORT_FORMAT} export")
-        contract_id = header.get("contract_id")
-        if contract_id is not None and (not isinstance(contract_id, str) or not contract_id.strip()):
-            raise GalleryFormatError(f"{source}:1: contract_id must be a non-empty string, not {contract_id!r}")
-        records: list[dict[str, Any]] = []
-        for number, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            _check_person_record(record, f"{source}:{number}", contract_id)
-            records.append(record)
-    except json.JSONDecodeError as err:
-        raise GalleryFormatError(f"{source} is not valid JSON lines: {err}") from err
-    return header, records
-
-
-def _check_person_record(record: Any, where: str, contract_id: str | None) -> None:
-    """Every field the import stores has the type it needs: a bad value is refused before any write."""
-    if not isinstance(record, dict) or not isinstance(record.get("templates"), list):
-        raise GalleryFormatError(f"{where}: not a person record")
-    if "person_id" not in record or "name" not in record:
-        raise GalleryFormatError(f"{where}: person record without person_id or name")
-    for key in ("person_id", "name"):
-        if not isinstance(record[key], str):
-            raise GalleryFormatError(f"{where}: {key} must be text, not {type(record[key]).__name__}")
-    if not isinstance(record.get("is_unknown", False), bool):
-        raise GalleryFormatError(f"{where}: is_unknown must be true or false")
-    if record["templates"] and contract_id is None:
-        # An unbound export has no templates; templates with a null contract would bind the gallery to "None".
-        raise GalleryFormatError(f"{where}: templates in an export whose contract_id is null")
-    for index, template in enumerate(record["templates"], start=1):
-        at = f"{where}: template {index}"
-        fp = template.get("faceprint") if isinstance(template, dict) else None
-        if not isinstance(fp, dict) or fp.get("contract_id") != contract_id:
-            raise GalleryFormatError(f"{at}: no faceprint of the export's contract")
-        for key in ("source", "created_at"):
-            value = template.get(key)
-            if value is not None and not isinstance(value, str):
-                raise GalleryFormatError(f"{at}: {key} must be text or null, not {type(value).__name__}")
