@@ -288,3 +288,19 @@ def test_a_profile_probe_is_judged_by_its_pair_sigmoid_against_a_frontal_templat
     # Without a comparator the one cut-off serves every pair, as before.
     assert plain[0].label == ("Jane" if similarity >= cutoff else UNKNOWN)
     assert plain[0].matches[0].min_similarity is None
+
+
+def test_enrolment_through_the_engine_stores_each_templates_quality_and_identify_uses_it(tmp_path: Path) -> None:
+    from faceprint.enroll import enroll, plan_for_person
+
+    path = write(tmp_path / "red.png", make_face_png(RED, size_wh=(40, 30)))
+    with SqliteGallery.create(tmp_path / "g.sqlite") as gallery:
+        with Analyzer(workers=1, pipeline_factory=fake_pipeline_factory) as analyzer:
+            enroll(gallery, analyzer, plan_for_person("Red", [AnalyzeItem(str(path), path)]))
+            (template,) = gallery.templates()
+            assert template.faceprint.quality is not None  # measured by the engine, kept by the gallery
+            run = identify_images([AnalyzeItem(str(path), path)], analyzer, [gallery], top_k=1)
+    (face,) = run.faces
+    (hit,) = face.matches
+    assert face.label == "Red" and hit.template_quality == template.faceprint.quality
+    assert hit.min_similarity is not None  # judged per candidate with the pipeline's comparator
