@@ -30,7 +30,6 @@ from faceprint.detect.dlib_hog import (
     DlibHogDetector,
     load_frontal_face_detector,
 )
-from faceprint.detect.dlib_mmod import DlibMmodDetector
 from faceprint.detect.lazy import LazyDetector
 from faceprint.embed.base import Embedder, check_chips
 from faceprint.errors import BackendUnavailableError, ContractMismatchError, UsageError
@@ -453,7 +452,13 @@ def _build_mmod_detector(
             return OnnxMmodDetector(onnx_path, upsample=upsample, intra_op_threads=intra_op_threads)
 
         return LazyDetector(f"dlib-mmod-onnx@{upsample}", build_onnx)
-    return LazyDetector(f"dlib-mmod@{upsample}", lambda: DlibMmodDetector(path, upsample=upsample))
+
+    def build_dlib() -> Detector:
+        from faceprint.detect.dlib_mmod import DlibMmodDetector  # its decoder imports the converter: not at start-up
+
+        return DlibMmodDetector(path, upsample=upsample)
+
+    return LazyDetector(f"dlib-mmod@{upsample}", build_dlib)
 
 
 def build_detector(

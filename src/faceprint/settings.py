@@ -4,27 +4,38 @@ The CLI builds one :class:`Settings` in ``main()`` (and the server in ``create_a
 needs down; library code never reads the environment for these itself. Command-line options override a
 setting for one run.
 
+Why not pydantic-settings (which the first version used): importing it costs about 0.25 s, half of what
+one photo's ``faceprint embed`` may spend on start-up (docs/performance.md), for eight fields. The rules
+are the same: names are case-insensitive after the prefix, unknown ``FACEPRINT_*`` names are ignored,
+booleans read ``1/true/yes/on`` and ``0/false/no/off``, and a bad value is an
+:class:`~faceprint.errors.InvalidSettingError` that names its variable.
+
 Example:
     >>> Settings(workers=2, gallery_dir=Path("/srv/galleries")).gallery_dir
     PosixPath('/srv/galleries')
     >>> Settings(workers=0)
     Traceback (most recent call last):
     ...
-    faceprint.errors.InvalidSettingError: FACEPRINT_WORKERS: Input should be greater than or equal to 1
+    faceprint.errors.InvalidSettingError: FACEPRINT_WORKERS: must be 1-256, got 0
+    >>> Settings(environ={"FACEPRINT_CONFIDENTIAL": "yes", "faceprint_workers": "3"}).workers
+    3
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faceprint.errors import InvalidSettingError
 
 __all__ = ["Settings", "load_settings", "open_executor"]
+
+_PREFIX = "FACEPRINT_"
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f", ""})
 
 
 def _data_home() -> Path:
@@ -32,57 +43,121 @@ def _data_home() -> Path:
     return Path(data_home).expanduser() if data_home else Path.home() / ".local" / "share"
 
 
-class _Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FACEPRINT_", extra="ignore", frozen=True)
+def _path(value: object) -> Path | None:
+    if value is None:
+        return None
+    if isinstance(value, str | os.PathLike):
+        text = os.fspath(value)
+        if isinstance(text, str) and text.strip():
+            return Path(text).expanduser()
+    raise ValueError(f"must be a path, got {value!r}")
 
+
+def _workers(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    if not 1 <= value <= 256:
+        raise ValueError(f"must be 1-256, got {value}")
+    return value
+
+
+def _executor(value: object) -> str:
+    if isinstance(value, str) and (value in ("auto", "local", "processes") or value.startswith("dask://")):
+        return value
+    raise ValueError(f"must be auto, local, processes or dask://HOST:PORT, got {value!r}")
+
+
+def _optional_text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    raise ValueError(f"must be text, got {type(value).__name__}")
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"must be true or false (1/0, yes/no, on/off), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Values:
     model_dir: Path | None = None
     """Where converted models and the verified-digest cache live (default ``~/.local/share/faceprint/models``)."""
     gallery_dir: Path | None = None
     """Where named galleries live (default ``~/.local/share/faceprint/galleries``)."""
-    workers: int | None = Field(default=None, ge=1, le=256)
-    """Worker processes for commands over many photos (default: every available core)."""
+    workers: int | None = None
+    """Worker processes for commands over many photos (default: every available core; 1-256)."""
     executor: str = "auto"
-    """Where the engine runs: ``auto`` (processes for many photos), ``local`` or ``processes``."""
+    """Where the engine runs: ``auto`` (processes for many photos), ``local``, ``processes`` or ``dask://``."""
     database_url: str | None = None
     """A ``postgresql://`` URL: galleries and jobs in PostgreSQL instead of SQLite files."""
     confidential: bool = False
     """Confidential mode (docs/privacy.md): no input kept, no cache written, no face data in logs."""
-    encryption_key: SecretStr | None = None
+    encryption_key: str | None = None
     """Base64 of a 32-byte AES-256-GCM key: gallery templates and stored results encrypted at rest."""
     encryption_key_file: Path | None = None
     """A file holding that base64 key (instead of ``FACEPRINT_ENCRYPTION_KEY``)."""
 
-    @field_validator("executor")
-    @classmethod
-    def _executor(cls, value: str) -> str:
-        if value in ("auto", "local", "processes") or value.startswith("dask://"):
-            return value
-        raise ValueError("must be auto, local, processes or dask://HOST:PORT")
+    def __repr__(self) -> str:
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        if shown["encryption_key"] is not None:
+            shown["encryption_key"] = "**********"  # a key never reaches a log or a traceback
+        return " ".join(f"{name}={value!r}" for name, value in shown.items())
 
-    @field_validator("model_dir", "gallery_dir", "encryption_key_file")
-    @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser()
+
+_PARSERS: Mapping[str, Callable[[object], Any]] = {
+    "model_dir": _path,
+    "gallery_dir": _path,
+    "workers": _workers,
+    "executor": _executor,
+    "database_url": _optional_text,
+    "confidential": _flag,
+    "encryption_key": _optional_text,
+    "encryption_key_file": _path,
+}
+
+
+def _environment_values(environ: Mapping[str, str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in environ.items():
+        if name.upper().startswith(_PREFIX):
+            field = name[len(_PREFIX) :].lower()
+            if field in _PARSERS:
+                found[field] = value
+    return found
 
 
 class Settings:
     """The validated settings (see the module doc); an immutable view with defaults resolved.
 
+    Args:
+        environ: Where ``FACEPRINT_*`` variables are read (default: this process's environment).
+        **overrides: Values that win over the environment (typed, or text as in the environment).
+
     Raises:
-        InvalidSettingError: A value out of range, naming its environment variable.
+        InvalidSettingError: A value out of range, naming its environment variable; or an unknown setting.
     """
 
     __slots__ = ("_values",)
 
-    def __init__(self, **overrides: Any) -> None:
-        try:
-            self._values = _Settings(**overrides)
-        except ValidationError as err:
-            first = err.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "?"
-            raise InvalidSettingError(
-                f"FACEPRINT_{field.upper()}: {first['msg']}", details={"setting": field}
-            ) from None
+    def __init__(self, *, environ: Mapping[str, str] | None = None, **overrides: Any) -> None:
+        unknown = sorted(set(overrides) - set(_PARSERS))
+        if unknown:
+            raise InvalidSettingError(f"unknown setting {unknown[0]!r}", details={"setting": unknown[0]})
+        raw: dict[str, object] = {**_environment_values(os.environ if environ is None else environ), **overrides}
+        parsed: dict[str, Any] = {}
+        for field, value in raw.items():
+            try:
+                parsed[field] = _PARSERS[field](value)
+            except ValueError as err:
+                raise InvalidSettingError(f"{_PREFIX}{field.upper()}: {err}", details={"setting": field}) from None
+        self._values = _Values(**parsed)
 
     @property
     def model_dir(self) -> Path:
@@ -114,8 +189,7 @@ class Settings:
     @property
     def encryption_key(self) -> str | None:
         """The key's base64 text (kept out of ``repr``)."""
-        value = self._values.encryption_key
-        return None if value is None else value.get_secret_value()
+        return self._values.encryption_key
 
     @property
     def encryption_key_file(self) -> Path | None:
