@@ -220,3 +220,67 @@ def test_stream_under_another_key() -> None:
     with pytest.raises(EncryptionKeyMismatchError):
         _open(sealed)
     assert _open(sealed, cipher=RecordCipher(KEY_A, previous_keys=[KEY_B])) == b"photo"
+
+
+# --- sealed streams read with seeks (uploads, results) ---------------------------------------------------
+
+
+def _seal_in_pieces(data: bytes, cipher: RecordCipher, context: str, chunk_bytes: int) -> bytes:
+    from faceprint.crypto import SealedWriter
+
+    out = io.BytesIO()
+    with SealedWriter(out, cipher, context=context, chunk_bytes=chunk_bytes) as writer:
+        for start in range(0, len(data), 7):  # writes that do not line up with chunks
+            writer.write(data[start : start + 7])
+    return out.getvalue()
+
+
+def test_sealed_reader_reads_any_range_and_matches_encrypt_stream() -> None:
+    import random
+
+    from faceprint.crypto import decrypt_stream, open_sealed
+
+    cipher = RecordCipher(EncryptionKey.generate())
+    data = bytes(random.Random(1).randrange(256) for _ in range(1000))
+    for chunk_bytes in (1, 64, 100, 1000, 4096):
+        sealed = _seal_in_pieces(data, cipher, "upload/x/data", chunk_bytes)
+        assert b"".join(decrypt_stream(io.BytesIO(sealed), cipher, context="upload/x/data")) == data
+        reader = open_sealed(io.BytesIO(sealed), cipher, context="upload/x/data")
+        assert reader.read() == data
+        for start, size in ((0, 10), (63, 2), (999, 5), (500, 300), (1000, 1), (64, 64)):
+            reader.seek(start)
+            assert reader.read(size) == data[start : start + size]
+        assert reader.seek(-3, 2) == 997 and reader.read() == data[-3:]
+    empty = _seal_in_pieces(b"", cipher, "c", 8)
+    assert open_sealed(io.BytesIO(empty), cipher, context="c").read() == b""
+
+
+def test_sealed_reader_refuses_damage_truncation_reorder_and_the_wrong_key() -> None:
+    from faceprint.crypto import EncryptionKeyMismatchError, open_sealed
+
+    cipher = RecordCipher(EncryptionKey.generate())
+    data = b"0123456789" * 10
+    sealed = _seal_in_pieces(data, cipher, "c", 30)  # 4 chunks
+    record = 4 + 30 + RECORD_OVERHEAD_BYTES
+    with pytest.raises(EncryptionKeyMismatchError):
+        open_sealed(io.BytesIO(sealed), RecordCipher(EncryptionKey.generate()), context="c")
+    with pytest.raises(EncryptedRecordCorruptError):
+        open_sealed(io.BytesIO(sealed), cipher, context="other")
+    # Cut at a chunk boundary: the stream's last chunk is missing, which its "last" binding tells.
+    cut = open_sealed(io.BytesIO(sealed[: 2 * record]), cipher, context="c")
+    with pytest.raises(EncryptedRecordCorruptError):
+        cut.seek(45)
+        cut.read(5)
+    with pytest.raises(EncryptedRecordCorruptError):
+        open_sealed(io.BytesIO(sealed[:-1]), cipher, context="c")
+    swapped = sealed[record : 2 * record] + sealed[:record] + sealed[2 * record :]
+    with pytest.raises(EncryptedRecordCorruptError):
+        open_sealed(io.BytesIO(swapped), cipher, context="c")
+    flipped = bytearray(sealed)
+    flipped[2 * record + 50] ^= 1
+    reader = open_sealed(io.BytesIO(bytes(flipped)), cipher, context="c")
+    assert reader.read(10) == data[:10]  # undamaged chunks read; the damaged one never returns a byte
+    with pytest.raises(EncryptedRecordCorruptError):
+        reader.seek(65)
+        reader.read(1)
+    assert struct.unpack(">I", sealed[:4])[0] == 30 + RECORD_OVERHEAD_BYTES

@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import hashlib
+import io
 import os
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from faceprint.errors import EXIT_USAGE, FaceprintError
 
@@ -55,10 +57,14 @@ __all__ = [
     "EncryptionKeyMismatchError",
     "EncryptionKeyRequiredError",
     "RecordCipher",
+    "SealedReader",
+    "SealedWriter",
     "cipher_from_settings",
     "decrypt_stream",
     "encrypt_stream",
     "is_encrypted_record",
+    "is_sealed_stream",
+    "open_sealed",
     "record_key_id",
 ]
 
@@ -338,6 +344,184 @@ def _chunk_context(context: str, index: int, *, last: bool) -> str:
     return f"{context}#chunk/{index}{'/last' if last else ''}"
 
 
+class SealedWriter:
+    """A writable file that stores what is written to ``target`` as a sealed stream (see :func:`encrypt_stream`).
+
+    Data is buffered to whole chunks of ``chunk_bytes``; :meth:`close` writes the last chunk (bound as the
+    last, so a stream cut off at a chunk boundary is detected) and leaves ``target`` open. Nothing in clear
+    reaches ``target``.
+
+    Example:
+        >>> import io
+        >>> cipher = RecordCipher(EncryptionKey.generate())
+        >>> sealed = io.BytesIO()
+        >>> with SealedWriter(sealed, cipher, context="result/1", chunk_bytes=4) as out:
+        ...     _ = out.write(b"abc"); _ = out.write(b"defgh")
+        >>> open_sealed(io.BytesIO(sealed.getvalue()), cipher, context="result/1").read()
+        b'abcdefgh'
+    """
+
+    def __init__(
+        self, target: BinaryIO, cipher: RecordCipher, *, context: str, chunk_bytes: int = STREAM_CHUNK_BYTES
+    ) -> None:
+        if chunk_bytes < 1:
+            raise ValueError("chunk_bytes must be positive")
+        self._target = target
+        self._cipher = cipher
+        self._context = context
+        self._chunk_bytes = chunk_bytes
+        self._buffer = bytearray()
+        self._index = 0
+        self._written = 0
+        self.closed = False
+
+    def __enter__(self) -> SealedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if self.closed:
+            raise ValueError("write to a closed SealedWriter")
+        self._buffer += data
+        # A chunk is known not to be the last only once more data follows it.
+        while len(self._buffer) > self._chunk_bytes:
+            self._emit(bytes(self._buffer[: self._chunk_bytes]), last=False)
+            del self._buffer[: self._chunk_bytes]
+        self._written += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        """Flush ``target`` (a partial chunk stays buffered: chunks are sealed whole)."""
+        self._target.flush()
+
+    def tell(self) -> int:
+        """Plaintext bytes written so far."""
+        return self._written
+
+    def close(self) -> None:
+        """Seal the last chunk; ``target`` stays open."""
+        if not self.closed:
+            self._emit(bytes(self._buffer), last=True)
+            self._buffer.clear()
+            self._target.flush()
+            self.closed = True
+
+    def _emit(self, chunk: bytes, *, last: bool) -> None:
+        record = self._cipher.encrypt(chunk, context=_chunk_context(self._context, self._index, last=last))
+        self._target.write(struct.pack(">I", len(record)) + record)
+        self._index += 1
+
+
+class SealedReader(io.RawIOBase):
+    """A seekable, read-only view of the plaintext of a sealed stream; chunks are decrypted as they are read.
+
+    Opening lists the chunk records (reading only their 4-byte length prefixes) and decrypts the first one,
+    so a wrong key or a foreign stream fails at once; each chunk is checked against its place (index, last
+    or not) before any of its bytes are returned. Seeking is cheap (one chunk is decrypted per jump), which
+    is what TAR, ZIP and video demuxers need; no plaintext is ever written anywhere.
+
+    Raises (on open or read):
+        EncryptedRecordCorruptError: a damaged, reordered, foreign or truncated stream.
+        EncryptionKeyMismatchError: a stream under a key the cipher does not hold.
+    """
+
+    def __init__(self, source: BinaryIO, cipher: RecordCipher, *, context: str) -> None:
+        super().__init__()
+        self._source = source
+        self._cipher = cipher
+        self._context = context
+        self._records: list[tuple[int, int]] = []  # (offset of the record, its length)
+        self._starts: list[int] = []  # plaintext offset of each chunk
+        end = source.seek(0, os.SEEK_END)
+        offset = 0
+        plain = 0
+        while offset < end:
+            source.seek(offset)
+            prefix = source.read(4)
+            if len(prefix) < 4:
+                raise self._corrupt(f"is cut off after {len(self._records)} chunks")
+            (length,) = struct.unpack(">I", prefix)
+            if length < RECORD_OVERHEAD_BYTES or offset + 4 + length > end:
+                raise self._corrupt(f"is cut off in chunk {len(self._records)}")
+            self._records.append((offset + 4, length))
+            self._starts.append(plain)
+            plain += length - RECORD_OVERHEAD_BYTES
+            offset += 4 + length
+        if not self._records:
+            raise self._corrupt("is empty (not even its last chunk)")
+        self._size = plain
+        self._position = 0
+        self._cached: tuple[int, bytes] | None = None
+        self._chunk(0)
+
+    def _corrupt(self, what: str) -> EncryptedRecordCorruptError:
+        return EncryptedRecordCorruptError(
+            f"encrypted stream {self._context!r} {what}", details={"context": self._context}
+        )
+
+    def _chunk(self, index: int) -> bytes:
+        if self._cached is not None and self._cached[0] == index:
+            return self._cached[1]
+        offset, length = self._records[index]
+        self._source.seek(offset)
+        record = self._source.read(length)
+        if len(record) != length:
+            raise self._corrupt(f"is cut off in chunk {index}")
+        last = index == len(self._records) - 1
+        data = self._cipher.decrypt(record, context=_chunk_context(self._context, index, last=last))
+        self._cached = (index, data)
+        return data
+
+    @property
+    def size_bytes(self) -> int:
+        """The plaintext size."""
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        position = base + offset
+        if position < 0:
+            raise ValueError(f"negative seek position {position}")
+        self._position = position
+        return position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._position >= self._size or not len(view):
+            return 0
+        index = bisect.bisect_right(self._starts, self._position) - 1
+        chunk = self._chunk(index)
+        start = self._position - self._starts[index]
+        piece = chunk[start : start + len(view)]
+        view[: len(piece)] = piece
+        self._position += len(piece)
+        return len(piece)
+
+    def close(self) -> None:
+        self._cached = None
+        self._source.close()
+        super().close()
+
+
+def open_sealed(source: BinaryIO, cipher: RecordCipher, *, context: str) -> io.BufferedReader:
+    """A buffered, seekable reader of a sealed stream's plaintext (see :class:`SealedReader`); closes ``source``."""
+    return io.BufferedReader(SealedReader(source, cipher, context=context), buffer_size=1 << 16)
+
+
 def encrypt_stream(
     source: BinaryIO, target: BinaryIO, cipher: RecordCipher, *, context: str, chunk_bytes: int = STREAM_CHUNK_BYTES
 ) -> int:
@@ -345,7 +529,8 @@ def encrypt_stream(
 
     Chunk ``i`` is bound to ``context``, ``i`` and whether it is the last one, so chunks cannot be
     reordered, dropped, cut off at the end or moved to another stream unnoticed; a file is never
-    decrypted to disk (:func:`decrypt_stream` yields the plaintext in memory).
+    decrypted to disk (:func:`decrypt_stream` yields the plaintext in memory, :func:`open_sealed` reads it
+    with seeks).
 
     Example:
         >>> import io
@@ -356,21 +541,13 @@ def encrypt_stream(
         >>> b"".join(decrypt_stream(io.BytesIO(sealed.getvalue()), cipher, context="upload/1"))
         b'photo bytesphoto bytesphoto bytes'
     """
-    if chunk_bytes < 1:
-        raise ValueError("chunk_bytes must be positive")
-    total = 0
-    index = 0
-    chunk = source.read(chunk_bytes)
-    while True:
-        following = source.read(chunk_bytes) if chunk else b""
-        last = not following
-        record = cipher.encrypt(chunk, context=_chunk_context(context, index, last=last))
-        target.write(struct.pack(">I", len(record)) + record)
-        total += len(chunk)
-        if last:
-            return total
-        chunk = following
-        index += 1
+    with SealedWriter(target, cipher, context=context, chunk_bytes=chunk_bytes) as writer:
+        while True:
+            data = source.read(chunk_bytes)
+            if not data:
+                break
+            writer.write(data)
+        return writer.tell()
 
 
 def decrypt_stream(source: BinaryIO, cipher: RecordCipher, *, context: str) -> Iterator[bytes]:
@@ -407,3 +584,13 @@ def decrypt_stream(source: BinaryIO, cipher: RecordCipher, *, context: str) -> I
                 raise EncryptedRecordCorruptError(f"encrypted stream {context!r} has data after its last chunk")
             return
         index += 1
+
+
+def is_sealed_stream(head: bytes) -> bool:
+    """Whether a file's first bytes are those of a sealed stream (a length prefix, then a record header).
+
+    Example:
+        >>> is_sealed_stream(b"\\xff\\xd8\\xff\\xe0" + bytes(8))
+        False
+    """
+    return head[4 : 4 + len(MAGIC) + 1] == MAGIC + bytes([FORMAT_VERSION])

@@ -50,37 +50,42 @@ class InputComparison:
         }
 
 
-def _is_faceprint_file(path: Path) -> bool:
-    return path.suffix.lower() in FACEPRINT_FILE_SUFFIXES
+def _is_faceprint_file(path: Path | bytes) -> bool:
+    return isinstance(path, Path) and path.suffix.lower() in FACEPRINT_FILE_SUFFIXES
 
 
-def compare_inputs(analyzer: Analyzer, a: Path, b: Path, *, face: FaceMode = "primary") -> InputComparison:
-    """Compare two photos or faceprint files (see the module doc).
+def compare_inputs(
+    analyzer: Analyzer, a: Path | bytes, b: Path | bytes, *, face: FaceMode = "primary"
+) -> InputComparison:
+    """Compare two photos or faceprint files (see the module doc); bytes are a photo's, already read.
 
     Raises:
         FaceprintError: The input's own error (``missing_file``, ``decode_error``, ``no_face``,
             ``faceprint_format``, ``contract_mismatch``, …): with one comparison there is nothing else to do.
     """
-    images = [path for path in (a, b) if not _is_faceprint_file(path)]
+    # Bytes (an upload decrypted in memory) have no name: they are keyed by their side.
+    key_a, key_b = (str(src) if isinstance(src, Path) else side for side, src in (("a", a), ("b", b)))
+    # The same photo twice is analysed once (one key).
+    images = {key: src for key, src in ((key_a, a), (key_b, b)) if not _is_faceprint_file(src)}
     results: dict[str, ImageResult] = {}
     if images:
         options = AnalyzeOptions(face=face)
-        for result in analyzer.analyze([AnalyzeItem(str(path), path) for path in images], options=options):
+        for result in analyzer.analyze([AnalyzeItem(key, src) for key, src in images.items()], options=options):
             if not result.ok:
                 raise error_for_code(str(result.error_code), str(result.error_message))
             results[result.key] = result
-    if a in images and b in images and face == "best-match":
-        comparison = compare_results(analyzer, results[str(a)], results[str(b)], face=face)
+    if key_a in images and key_b in images and face == "best-match":
+        comparison = compare_results(analyzer, results[key_a], results[key_b], face=face)
     else:
-        print_a, print_b = _first_print(a, results), _first_print(b, results)
-        check_comparable(print_a, print_b, names=(str(a), str(b)))
+        print_a, print_b = _first_print(key_a, a, results), _first_print(key_b, b, results)
+        check_comparable(print_a, print_b, names=(key_a, key_b))
         comparison = analyzer.compare(print_a, print_b)
     kinds = tuple("faceprint file" if _is_faceprint_file(p) else "image" for p in (a, b))
     spec = analyzer.spec
     return InputComparison(comparison, spec.id, spec.contract_id, (kinds[0], kinds[1]))
 
 
-def _first_print(path: Path, results: dict[str, ImageResult]) -> Faceprint:
-    if _is_faceprint_file(path):
-        return read_faceprint_file(path)[0]
-    return results[str(path)].faceprints[0]
+def _first_print(key: str, source: Path | bytes, results: dict[str, ImageResult]) -> Faceprint:
+    if isinstance(source, Path) and _is_faceprint_file(source):
+        return read_faceprint_file(source)[0]
+    return results[key].faceprints[0]

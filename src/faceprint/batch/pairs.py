@@ -79,7 +79,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from faceprint import __version__
 from faceprint.analyze import AnalyzeProgress, Analyzer, Compares, ExecutorName
@@ -121,11 +121,14 @@ from faceprint.errors import (
     UsageError,
 )
 from faceprint.execute.base import Executor
-from faceprint.io.archive import ArchiveLimits, Dataset, detect_kind, write_deterministic_targz
+from faceprint.io.archive import ArchiveLimits, Dataset, DatasetSource, detect_kind, write_deterministic_targz
 from faceprint.io.atomic import write_atomic
 from faceprint.io.output import check_output_path, output_write_error
 from faceprint.pipeline import ModelHead, PipelineConfig
 from faceprint.types import Comparison
+
+if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
 
 __all__ = [
     "BASE_COLUMNS",
@@ -466,7 +469,7 @@ class _DatasetOutput:
 
 def _process_dataset(
     folder: str,
-    source: Path,
+    source: Path | DatasetSource,
     *,
     engine: ImageEmbeddingEngine,
     model: _ModelInfo,
@@ -485,7 +488,7 @@ def _process_dataset(
     embedded = 0
     escape = _Escaper(options.escape_formulas)
     # "." or "dir/" have no .name; the resolved name is still only the last component, never a host path.
-    source_name = source.name or source.resolve().name
+    source_name = source.name if isinstance(source, DatasetSource) else (source.name or source.resolve().name)
     try:
         with Dataset(source, limits=options.archive_limits, preload=_is_pairs_candidate) as dataset:
             kind = dataset.kind
@@ -672,7 +675,7 @@ class PairsJobResult:
 
 
 def _run(
-    sources: Sequence[tuple[str, Path]],
+    sources: Sequence[tuple[str, Path | DatasetSource]],
     options: PairsOptions,
     pipeline_factory: PipelineFactory | None,
     analyzer: Analyzer | None = None,
@@ -711,18 +714,18 @@ def _run(
     return files, tuple(summaries), model
 
 
-def _check_inputs(inputs: Sequence[Path]) -> list[Path]:
-    paths = [Path(p) for p in inputs]
-    if not paths:
+def _check_inputs(inputs: Sequence[Path | DatasetSource]) -> list[Path | DatasetSource]:
+    checked = [p if isinstance(p, DatasetSource) else Path(p) for p in inputs]
+    if not checked:
         raise UsageError("give at least one dataset (a folder, .tar, .tar.gz or .tgz)")
-    for path in paths:
-        if not path.exists():
+    for path in checked:
+        if isinstance(path, Path) and not path.exists():
             raise UsageError(f"input {path} does not exist")
-    return paths
+    return checked
 
 
 def run_pairs_job(
-    inputs: Sequence[Path],
+    inputs: Sequence[Path | DatasetSource],
     output_path: Path,
     *,
     options: PairsOptions | None = None,
@@ -730,11 +733,14 @@ def run_pairs_job(
     analyzer: Analyzer | None = None,
     progress: Callable[[float], None] | None = None,
     cancel: threading.Event | None = None,
+    output_cipher: RecordCipher | None = None,
+    output_context: str = "",
 ) -> PairsJobResult:
     """Score the pairs of every dataset in ``inputs`` and write one TAR.GZ of results.
 
     Args:
-        inputs: Datasets: folders, ``.tar``, ``.tar.gz``, ``.tgz`` or ``.zip`` files (told apart by content).
+        inputs: Datasets: folders, ``.tar``, ``.tar.gz``, ``.tgz`` or ``.zip`` files (told apart by content),
+            or archives held elsewhere (:class:`~faceprint.io.archive.DatasetSource`: a job's uploads).
         output_path: The TAR.GZ to write (replaced atomically); its folder must exist.
         options: Details, face mode, workers, limits, pipeline config.
         pipeline_factory: Builds the pipeline (tests pass :func:`faceprint.testing.fake_pipeline_factory`).
@@ -742,6 +748,8 @@ def run_pairs_job(
             must have been built from ``options.pipeline`` (the face rule is applied per call).
         progress: Called with the job's progress, 0-1, as photos are embedded.
         cancel: When set, the job stops (:class:`~faceprint.analyze.CancelledError`) and writes nothing.
+        output_cipher: Seal the output archive at rest, bound to ``output_context`` (the job service with
+            an encryption key); the clear archive is never written.
 
     Returns:
         Counts per dataset and the exit status to report.
@@ -761,10 +769,10 @@ def run_pairs_job(
     options = options if options is not None else PairsOptions()
     paths = _check_inputs(inputs)
     # Before any work: a bad -o must cost nothing, and must never overwrite an input or a device.
-    output_path = check_output_path(output_path, inputs=paths)
+    output_path = check_output_path(output_path, inputs=[p for p in paths if isinstance(p, Path)])
     sources = [(f"input-{index:04d}", path) for index, path in enumerate(paths, start=1)]
     files, summaries, model = _run(sources, options, pipeline_factory, analyzer, progress, cancel)
-    write_deterministic_targz(files, output_path)
+    write_deterministic_targz(files, output_path, cipher=output_cipher, context=output_context)
     return PairsJobResult(
         output_path=output_path,
         datasets=summaries,

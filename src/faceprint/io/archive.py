@@ -63,6 +63,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import itertools
@@ -78,7 +79,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from faceprint.errors import (
     ArchiveError,
@@ -90,6 +91,9 @@ from faceprint.errors import (
     UnsafeArchiveMemberError,
 )
 from faceprint.io.atomic import open_atomic
+
+if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher, SealedWriter
 
 DatasetKind = Literal["directory", "tar", "tar.gz", "zip"]
 
@@ -178,6 +182,10 @@ def detect_kind(path: Path) -> DatasetKind:
         raise MissingFileError(f"{path.name}: no such file or folder", details={"name": path.name}) from err
     except OSError as err:
         raise ArchiveError(f"{path.name}: cannot read: {err.strerror}", details={"name": path.name}) from err
+    return _kind_of_head(head, path.name)
+
+
+def _kind_of_head(head: bytes, name: str) -> DatasetKind:
     if head.startswith(_GZIP_MAGIC):
         return "tar.gz"
     if head.startswith(_ZIP_MAGICS):
@@ -186,7 +194,24 @@ def detect_kind(path: Path) -> DatasetKind:
         # Old (v7) TARs carry no "ustar" magic; a correct header checksum is the only signature they have.
         return "tar"
     hint = "an empty file" if not head else "not a folder, .tar, .tar.gz, .tgz or .zip"
-    raise ArchiveError(f"{path.name}: {hint}", details={"name": path.name})
+    raise ArchiveError(f"{name}: {hint}", details={"name": name})
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetSource:
+    """A dataset archive held elsewhere (a job's upload, maybe sealed at rest), read through ``open``.
+
+    ``name`` is what messages and outputs call it; ``open`` returns a fresh seekable binary file, which
+    the dataset closes. Nothing is copied or extracted.
+
+    Example:
+        >>> import io
+        >>> DatasetSource("faces.tar", lambda: io.BytesIO(b"")).name
+        'faces.tar'
+    """
+
+    name: str
+    open: Callable[[], BinaryIO]
 
 
 def _has_valid_tar_checksum(header: bytes) -> bool:
@@ -275,12 +300,13 @@ class Dataset:
 
     def __init__(
         self,
-        path: Path,
+        path: Path | DatasetSource,
         *,
         limits: ArchiveLimits | None = None,
         preload: Callable[[str], bool] | None = None,
     ) -> None:
-        self.path = Path(path)
+        self._opener = path.open if isinstance(path, DatasetSource) else None
+        self.path = Path(path.name) if isinstance(path, DatasetSource) else Path(path)
         self.limits = limits if limits is not None else ArchiveLimits()
         self._preload = preload
         self.kind: DatasetKind | None = None
@@ -318,7 +344,7 @@ class Dataset:
             ArchiveError: not a readable folder/TAR/TAR.GZ/ZIP, or more bytes than ``max_total_bytes``.
             UnsafeArchiveMemberError: more entries than ``max_members``.
         """
-        self.kind = detect_kind(self.path)
+        self.kind = detect_kind(self.path) if self._opener is None else self._kind_of_source()
         try:
             if self.kind == "directory":
                 self._scan_directory()
@@ -413,13 +439,25 @@ class Dataset:
         self._members[name] = Member(name=name, size=size)
         return total
 
+    def _open_raw(self) -> BinaryIO:
+        return self.path.open("rb") if self._opener is None else self._opener()
+
+    def _kind_of_source(self) -> DatasetKind:
+        name = self.path.name
+        try:
+            with self._open_raw() as handle:
+                head = handle.read(_TAR_BLOCK)
+        except OSError as err:
+            raise ArchiveError(f"{name}: cannot read: {err}", details={"name": name}) from err
+        return _kind_of_head(head, name)
+
     # --- TAR ------------------------------------------------------------------------------------------
 
     def _open_tar(self) -> None:
         mode: Literal["r:gz", "r:"] = "r:gz" if self.kind == "tar.gz" else "r:"
         archive_name = self.path.name
         try:
-            self._raw = self.path.open("rb")
+            self._raw = self._open_raw()
             self._tar = tarfile.open(fileobj=self._raw, mode=mode)
             count = 0
             total = 0
@@ -500,7 +538,7 @@ class Dataset:
     def _open_zip(self) -> None:
         archive_name = self.path.name
         try:
-            self._raw = self.path.open("rb")
+            self._raw = self._open_raw()
             self._check_zip_directory_size(self._raw)
             # The central directory is parsed here; a damaged or truncated one makes the archive unreadable.
             self._zip = zipfile.ZipFile(self._raw)
@@ -783,6 +821,8 @@ def write_deterministic_targz(
     out_path: Path,
     *,
     compresslevel: int = 9,
+    cipher: RecordCipher | None = None,
+    context: str = "",
 ) -> Path:
     """Write ``files`` (name -> bytes) as a TAR.GZ whose bytes depend only on the names and contents.
 
@@ -795,6 +835,9 @@ def write_deterministic_targz(
         files: Member names (relative POSIX paths) and contents.
         out_path: The archive to write; its folder must exist.
         compresslevel: gzip level 1-9.
+        cipher: Seal the archive at rest (a stream bound to ``context``, read with
+            :func:`faceprint.crypto.open_sealed`); the clear archive is never written.
+        context: The sealed stream's place (e.g. ``"jobs/<id>/result"``).
 
     Returns:
         ``out_path``.
@@ -831,7 +874,12 @@ def write_deterministic_targz(
         raise ValueError(f"names used both as file and folder: {sorted(clash)}")
 
     entries = sorted([(name, None) for name in folders] + list(contents.items()), key=lambda item: item[0])
-    with open_atomic(Path(out_path)) as raw:
+    with open_atomic(Path(out_path)) as handle, contextlib.ExitStack() as sealing:
+        raw: BinaryIO | SealedWriter = handle
+        if cipher is not None:
+            from faceprint.crypto import SealedWriter as Sealer
+
+            raw = sealing.enter_context(Sealer(handle, cipher, context=context))
         with (
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0) as zipped,
             tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,

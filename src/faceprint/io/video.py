@@ -23,12 +23,13 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -242,7 +243,10 @@ def _import_av() -> types.ModuleType:
 def _looks_like_video_container(path: Path) -> bool:
     """Whether the first bytes name a video container (MP4/MOV, Matroska/WebM, AVI)."""
     with path.open("rb") as handle:
-        head = handle.read(12)
+        return _looks_like_video_head(handle.read(12))
+
+
+def _looks_like_video_head(head: bytes) -> bool:
     if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip"):
         return True
     if head[:4] == b"\x1a\x45\xdf\xa3":
@@ -261,8 +265,10 @@ class VideoReader:
     dropping a :meth:`frames` iterator early, releases FFmpeg's file handle.
     """
 
-    def __init__(self, path: str | Path, *, limits: VideoLimits | None = None) -> None:
-        self._path = Path(path)
+    def __init__(self, path: str | Path | BinaryIO, *, limits: VideoLimits | None = None, name: str = "video") -> None:
+        # A file object (a job's upload, decrypted as it is read) is demuxed in place: no copy in clear.
+        self._file: BinaryIO | None = None if isinstance(path, str | Path) else path
+        self._path = Path(path) if isinstance(path, str | Path) else Path(name)
         self._limits = limits if limits is not None else VideoLimits()
         self._container: av.container.InputContainer | None = None
         self.stats = VideoReadStats()
@@ -272,6 +278,9 @@ class VideoReader:
     # --- opening ---------------------------------------------------------------------------------------
 
     def _open(self) -> None:
+        if self._file is not None:
+            self._open_file(self._file)
+            return
         av = self._av
         name = str(self._path)
         if not self._path.exists():
@@ -284,6 +293,31 @@ class VideoReader:
             container = av.open(name, mode="r")
         except av.FFmpegError as err:
             if _looks_like_video_container(self._path):
+                raise TruncatedVideoError(
+                    f"{name}: a video container whose index is missing or cut off (truncated file?): {err}",
+                    details={"name": name},
+                ) from err
+            raise NotAVideoError(f"{name}: not a video FFmpeg can read: {err}", details={"name": name}) from err
+        self._container = container
+        try:
+            self._probe(container)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_file(self, handle: BinaryIO) -> None:
+        av = self._av
+        name = str(self._path)
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+        if size == 0:
+            raise NotAVideoError(f"{name}: empty file (0 bytes)", details={"name": name})
+        head = handle.read(12)
+        handle.seek(0)
+        try:
+            container = av.open(handle, mode="r")
+        except av.FFmpegError as err:
+            if _looks_like_video_head(head):
                 raise TruncatedVideoError(
                     f"{name}: a video container whose index is missing or cut off (truncated file?): {err}",
                     details={"name": name},
@@ -507,8 +541,10 @@ class VideoReader:
         self.close()
 
 
-def open_video(path: str | Path, *, limits: VideoLimits | None = None) -> VideoReader:
+def open_video(path: str | Path | BinaryIO, *, limits: VideoLimits | None = None, name: str = "video") -> VideoReader:
     """Open a video for reading; use it as a context manager so FFmpeg's handles are released.
+
+    ``path`` may be a seekable binary file (read in place; ``name`` then names it in messages).
 
     Raises:
         MissingFileError: no such file.
@@ -524,7 +560,7 @@ def open_video(path: str | Path, *, limits: VideoLimits | None = None) -> VideoR
         ...     video.info.total_frames
         275
     """
-    return VideoReader(path, limits=limits)
+    return VideoReader(path, limits=limits, name=name)
 
 
 def iter_video_frames(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faceprint.analyze import Analyzer, PipelineFactory
 from faceprint.jobs.layout import DataLayout
@@ -18,7 +18,10 @@ from faceprint.jobs.model import Job, JobError, JobItem
 from faceprint.jobs.store import JobStore
 from faceprint.jobs.uploads import UploadStore
 
-__all__ = ["JobContext", "JobLimits", "JobOutcome", "ProgressCell"]
+if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
+
+__all__ = ["JobContext", "JobLimits", "JobOutcome", "ProgressCell", "result_context"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,10 @@ class JobContext:
     engine_workers: int = 1
     video_engine: Callable[[], Analyzer] | None = None
     """The engine configured for video (no detector fallbacks), built on first use; None: ``analyzer``."""
+    cipher: RecordCipher | None = None
+    """Seals results (and opens galleries) at rest; None: no encryption key configured."""
+    confidential: bool = False
+    """Confidential mode (docs/privacy.md): no thumbnails unless asked, no face data in logs."""
 
     def video_analyzer(self) -> Analyzer:
         return self.analyzer if self.video_engine is None else self.video_engine()
@@ -89,3 +96,13 @@ class JobOutcome:
 
 
 Runner = Callable[[JobContext], JobOutcome]
+
+
+def result_context(job_id: str) -> str:
+    """Where a job's sealed result archive is bound (so a result moved to another job fails to open).
+
+    Example:
+        >>> result_context("ab12")
+        'jobs/ab12/result'
+    """
+    return f"jobs/{job_id}/result"

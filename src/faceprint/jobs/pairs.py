@@ -1,8 +1,9 @@
 """The ``face_pairs`` job: pair datasets (TAR / TAR.GZ / ZIP uploads) → :func:`faceprint.batch.pairs.run_pairs_job`.
 
 The result is the TAR.GZ ``faceprint pairs`` writes for the same datasets, byte for byte: each upload is
-given to the job under its uploaded file name (a hard link in the job's work folder), since the output
-names its inputs.
+given to the job under its uploaded file name, since the output names its inputs, and read in place
+(through the upload store, decrypted as it is read when uploads are sealed; never copied). With an
+encryption key the result archive is sealed at rest too (downloads decrypt it as they stream).
 
 It runs on the worker's own long-lived engine (no second model load), reports progress as photos are
 embedded, and stops at a cancel (nothing is written then).
@@ -14,21 +15,19 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import importlib
-import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from faceprint.analyze import CancelledError, PipelineFactory, check_face_mode
 from faceprint.errors import FaceprintError, UsageError
-from faceprint.jobs.context import JobContext, JobOutcome
+from faceprint.io.archive import DatasetSource
+from faceprint.jobs.context import JobContext, JobOutcome, result_context
 from faceprint.jobs.model import JobError
 from faceprint.jobs.uploads import UnsupportedMediaError, clean_filename
 
 __all__ = ["PairsJobError", "PairsParams", "load_factory", "run_face_pairs"]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +69,10 @@ class PairsJobError(FaceprintError):
 def run_face_pairs(ctx: JobContext) -> JobOutcome:
     """Run a ``face_pairs`` job (see the module doc)."""
     params = PairsParams.from_dict(ctx.job.params)
-    work = ctx.layout.root / "work" / ctx.job.id
-    shutil.rmtree(work, ignore_errors=True)  # a killed attempt's leftovers
-    inputs: list[str] = []
+    inputs: list[DatasetSource] = []
     used: set[str] = set()
     for number, uri in enumerate(ctx.job.sources, start=1):
-        record, path = ctx.uploads.resolve(uri)
+        record = ctx.uploads.resolve(uri)
         if record.media_type != "archive":
             raise UnsupportedMediaError(
                 f"{record.filename}: face_pairs takes TAR, TAR.GZ or ZIP datasets", details={"source": uri}
@@ -84,14 +81,8 @@ def run_face_pairs(ctx: JobContext) -> JobOutcome:
         if name in used:
             name = f"{number:04d}-{name}"
         used.add(name)
-        folder = work / f"{number:04d}"
-        folder.mkdir(parents=True)
-        target = folder / name
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copyfile(path, target)
-        inputs.append(str(target))
+        # Read in place (decrypted as read when sealed): no copy, no clear file, whatever the mode.
+        inputs.append(DatasetSource(name, functools.partial(ctx.uploads.open, record.id)))
     ctx.layout.results_dir.mkdir(parents=True, exist_ok=True)
     output = ctx.layout.result_path(ctx.job.id)
     from faceprint.batch.pairs import PairsOptions, run_pairs_job
@@ -99,19 +90,19 @@ def run_face_pairs(ctx: JobContext) -> JobOutcome:
     options = PairsOptions(details=params.details, face=params.face, quiet=True, max_pairs=ctx.limits.max_pairs)
     try:
         result = run_pairs_job(
-            [Path(p) for p in inputs],
+            inputs,
             output,
             options=options,
             analyzer=ctx.analyzer,
             progress=ctx.progress.set,
             cancel=ctx.cancel,
+            output_cipher=ctx.cipher,
+            output_context=result_context(ctx.job.id),
         )
     except CancelledError:
         return JobOutcome()
     except FaceprintError as err:
         raise PairsJobError(err.message, details={"code": err.code}) from None
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     message: dict[str, Any] = {
         "model_id": result.model_id,
         "contract_id": result.contract_id,

@@ -16,11 +16,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from faceprint.analyze import AnalyzeItem, AnalyzeProgress
@@ -52,6 +52,8 @@ class RecognitionParams:
     face_detection_scale: int
     enable_top_k: bool
     top_k: int
+    thumbnails: bool | None = None
+    """Face thumbnails in video segments; None: on, except in confidential mode (asked for: on)."""
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> RecognitionParams:
@@ -67,6 +69,7 @@ class RecognitionParams:
             face_detection_scale=int(params.get("face_detection_scale", 600)),
             enable_top_k=bool(params.get("enable_top_k", False)),
             top_k=int(params.get("top_k", 3)),
+            thumbnails=None if params.get("thumbnails") is None else bool(params["thumbnails"]),
         )
 
     @property
@@ -130,7 +133,7 @@ def _open_galleries(ctx: JobContext, names: Sequence[str], stack: ExitStack) -> 
         path = ctx.layout.gallery_dir / f"{name}.sqlite"
         if not name or "/" in name or name.startswith(".") or not path.is_file():
             raise GalleryNotFoundError(f"no model (gallery) {name!r}", details={"model": name})
-        galleries.append(stack.enter_context(SqliteGallery.open(path, name=name)))
+        galleries.append(stack.enter_context(SqliteGallery.open(path, name=name, cipher=ctx.cipher)))
     return galleries
 
 
@@ -138,7 +141,7 @@ def run_face_recognition(ctx: JobContext) -> JobOutcome:
     """Run a ``face_recognition`` job (see the module doc)."""
     params = RecognitionParams.from_dict(ctx.job.params)
     sources = list(ctx.job.sources)
-    records: list[tuple[UploadRecord, Path] | InputError] = []
+    records: list[UploadRecord | InputError] = []
     for uri in sources:
         try:
             records.append(ctx.uploads.resolve(uri))
@@ -153,7 +156,9 @@ def run_face_recognition(ctx: JobContext) -> JobOutcome:
         index_into = None
         if params.index_unknowns:
             ctx.layout.index_gallery.parent.mkdir(parents=True, exist_ok=True)
-            index_into = stack.enter_context(SqliteGallery(ctx.layout.index_gallery, create=True, name="index"))
+            index_into = stack.enter_context(
+                SqliteGallery(ctx.layout.index_gallery, create=True, name="index", cipher=ctx.cipher)
+            )
             # The index is searched too, so a face indexed (or renamed) by an earlier job is recognised.
             galleries = [*galleries, index_into]
         images: list[int] = []
@@ -164,13 +169,13 @@ def run_face_recognition(ctx: JobContext) -> JobOutcome:
             if isinstance(record, InputError):
                 ctx.put_items((), done_units=[_unit(index, record)])
                 done[index] = {"code": record.code, "message": record.message}
-            elif record[0].media_type == "image":
+            elif record.media_type == "image":
                 images.append(index)
-            elif record[0].media_type == "video":
+            elif record.media_type == "video":
                 videos.append(index)
             else:
                 wrong = UnsupportedMediaError(
-                    f"{record[0].filename}: a {record[0].media_type}, not an image or video (use face_pairs)"
+                    f"source {index + 1}: a {record.media_type}, not an image or video (use face_pairs)"
                 )
                 ctx.put_items((), done_units=[_unit(index, wrong)])
                 done[index] = {"code": wrong.code, "message": wrong.message}
@@ -197,7 +202,7 @@ def _identify_chunk(
     ctx: JobContext,
     params: RecognitionParams,
     chunk: Sequence[int],
-    records: Sequence[tuple[UploadRecord, Path] | InputError],
+    records: Sequence[UploadRecord | InputError],
     galleries: Sequence[Gallery],
     index_into: Gallery | None,
     done: dict[int, dict[str, Any] | None],
@@ -208,7 +213,8 @@ def _identify_chunk(
         record = records[index]
         if isinstance(record, InputError):
             continue
-        items.append(AnalyzeItem(key=str(index), source=record[1]))
+        # Read when analysed (decrypted in memory when sealed): never a file in clear.
+        items.append(AnalyzeItem(key=str(index), source=functools.partial(ctx.uploads.read_bytes, record.id)))
 
     def progress(p: AnalyzeProgress) -> None:
         report(p.done * 0.95)
@@ -244,7 +250,7 @@ def _analyze_video(
     ctx: JobContext,
     params: RecognitionParams,
     index: int,
-    record: tuple[UploadRecord, Path],
+    record: UploadRecord,
     galleries: Sequence[Gallery],
     index_into: Gallery | None,
     done: dict[int, dict[str, Any] | None],
@@ -254,7 +260,7 @@ def _analyze_video(
 
     uri = ctx.job.sources[index]
     error, new_items, summary_extra = analyze_video_source(
-        ctx, params, index, uri, record[1], galleries, index_into, report
+        ctx, params, index, uri, record, galleries, index_into, report
     )
     unit = json.loads(_unit(index, error))
     if summary_extra is not None:
@@ -266,7 +272,7 @@ def _analyze_video(
 
 def _outcome(
     ctx: JobContext,
-    records: Sequence[tuple[UploadRecord, Path] | InputError],
+    records: Sequence[UploadRecord | InputError],
     done: dict[int, dict[str, Any] | None],
 ) -> JobOutcome:
     labels: dict[int, list[str]] = {}
@@ -295,7 +301,7 @@ def _outcome(
     for index, uri in enumerate(ctx.job.sources):
         record = records[index]
         error = done.get(index)
-        media_type = None if isinstance(record, InputError) else record[0].media_type
+        media_type = None if isinstance(record, InputError) else record.media_type
         entry: dict[str, Any] = {
             "source": uri,
             "media_type": media_type,

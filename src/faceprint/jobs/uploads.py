@@ -28,6 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from faceprint.crypto import (
+    EncryptionKeyRequiredError,
+    RecordCipher,
+    SealedWriter,
+    is_encrypted_record,
+    is_sealed_stream,
+    open_sealed,
+)
 from faceprint.errors import InputError, UsageError
 from faceprint.io.atomic import write_atomic
 
@@ -174,11 +182,21 @@ def parse_storage_uri(uri: str) -> str:
 class UploadStore:
     """Uploads in ``root``: ``<id>/data`` and ``<id>/meta.json``, each written atomically.
 
+    With a ``cipher``, both are sealed at rest (AES-256-GCM, :func:`faceprint.crypto.open_sealed`): the data
+    as a chunked stream bound to ``upload/<id>/data``, read back through a seekable decrypting reader, so
+    an archive or a video is read in place and never decrypted to a file; the record (file name, sha256)
+    as one record. Uploads stored in clear before a key was set stay readable.
+
     Several processes may share one root (the server writes, workers read).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, cipher: RecordCipher | None = None) -> None:
         self._root = root
+        self._cipher = cipher
+
+    @property
+    def root(self) -> Path:
+        return self._root
 
     def _folder(self, upload_id: str) -> Path:
         if not _ID_RE.match(upload_id):
@@ -209,6 +227,11 @@ class UploadStore:
         temp = Path(temp_name)
         try:
             with os.fdopen(fd, "wb") as handle:
+                sink: Any = (
+                    handle
+                    if self._cipher is None
+                    else SealedWriter(handle, self._cipher, context=_data_context(upload_id))
+                )
                 while True:
                     chunk = stream.read(_CHUNK)
                     if not chunk:
@@ -221,7 +244,9 @@ class UploadStore:
                     if len(head) < 512:
                         head += chunk[: 512 - len(head)]
                     digest.update(chunk)
-                    handle.write(chunk)
+                    sink.write(chunk)
+                if sink is not handle:
+                    sink.close()  # seals the last chunk
                 handle.flush()
                 os.fsync(handle.fileno())
             sha256 = digest.hexdigest()
@@ -249,17 +274,34 @@ class UploadStore:
             folder = self._root / upload_id
             folder.mkdir()
             os.replace(temp, folder / "data")
-            write_atomic(folder / "meta.json", json.dumps(record.to_dict()).encode("utf-8"))
+            meta = json.dumps(record.to_dict()).encode("utf-8")
+            if self._cipher is not None:
+                meta = self._cipher.encrypt(meta, context=_meta_context(upload_id))
+            write_atomic(folder / "meta.json", meta)
             return record
         finally:
             temp.unlink(missing_ok=True)
 
     def get(self, upload_id: str) -> UploadRecord:
+        """The record of an upload.
+
+        Raises:
+            UploadNotFoundError: no such upload.
+            EncryptionKeyRequiredError: it is sealed and this store has no key.
+        """
         meta = self._folder(upload_id) / "meta.json"
         try:
-            data = json.loads(meta.read_text("utf-8"))
+            raw = meta.read_bytes()
         except FileNotFoundError:
             raise UploadNotFoundError(f"no upload {upload_id!r}", details={"id": upload_id}) from None
+        if is_encrypted_record(raw):
+            if self._cipher is None:
+                raise EncryptionKeyRequiredError(
+                    f"upload {upload_id} is encrypted; set FACEPRINT_ENCRYPTION_KEY to read it",
+                    details={"id": upload_id},
+                )
+            raw = self._cipher.decrypt(raw, context=_meta_context(upload_id))
+        data = json.loads(raw.decode("utf-8"))
         return UploadRecord(
             id=data["id"],
             filename=data["filename"],
@@ -269,21 +311,64 @@ class UploadStore:
             time_created_s=float(data["time_created_s"]),
         )
 
-    def path(self, upload_id: str) -> Path:
-        """The stored bytes of an existing upload."""
-        self.get(upload_id)
-        return self._folder(upload_id) / "data"
+    def exists(self, upload_id: str) -> bool:
+        return _ID_RE.match(upload_id) is not None and (self._root / upload_id / "meta.json").is_file()
 
-    def resolve(self, uri: str) -> tuple[UploadRecord, Path]:
-        """The record and file of a ``storage://`` source."""
-        upload_id = parse_storage_uri(uri)
-        return self.get(upload_id), self.path(upload_id)
+    def open(self, upload_id: str) -> BinaryIO:
+        """The upload's bytes as a seekable binary file (decrypted as it is read when sealed); close it.
+
+        Raises:
+            UploadNotFoundError: no such upload.
+            EncryptionKeyRequiredError, EncryptionKeyMismatchError: a sealed upload without the right key.
+        """
+        self.get(upload_id)
+        try:
+            handle = (self._folder(upload_id) / "data").open("rb")
+        except FileNotFoundError:
+            raise UploadNotFoundError(f"no upload {upload_id!r}", details={"id": upload_id}) from None
+        try:
+            sealed = is_sealed_stream(handle.read(16))
+            handle.seek(0)
+            if not sealed:
+                return handle
+            if self._cipher is None:
+                raise EncryptionKeyRequiredError(
+                    f"upload {upload_id} is encrypted; set FACEPRINT_ENCRYPTION_KEY to read it",
+                    details={"id": upload_id},
+                )
+            return open_sealed(handle, self._cipher, context=_data_context(upload_id))
+        except BaseException:
+            handle.close()
+            raise
+
+    def read_bytes(self, upload_id: str) -> bytes:
+        """All of an upload's bytes, in memory (for photos)."""
+        with self.open(upload_id) as handle:
+            return handle.read()
+
+    def resolve(self, uri: str) -> UploadRecord:
+        """The record of a ``storage://`` source (its bytes: :meth:`open`)."""
+        return self.get(parse_storage_uri(uri))
 
     def delete(self, upload_id: str) -> None:
+        """Delete an upload (no key needed: a sealed upload is deleted without being read).
+
+        Raises:
+            UploadNotFoundError: no such upload.
+        """
         folder = self._folder(upload_id)
-        self.get(upload_id)
+        if not (folder / "meta.json").is_file():
+            raise UploadNotFoundError(f"no upload {upload_id!r}", details={"id": upload_id})
         # meta.json first: once it is gone the upload no longer exists for readers.
         (folder / "meta.json").unlink(missing_ok=True)
         (folder / "data").unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # a stray file left in it: the upload is gone all the same
             folder.rmdir()
+
+
+def _data_context(upload_id: str) -> str:
+    return f"upload/{upload_id}/data"
+
+
+def _meta_context(upload_id: str) -> str:
+    return f"upload/{upload_id}/meta"

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceprint.errors import FaceprintError, InputError
 from faceprint.gallery.base import Gallery
 from faceprint.jobs.model import JobItem
-from faceprint.jobs.uploads import UnsupportedMediaError
+from faceprint.jobs.uploads import UnsupportedMediaError, UploadRecord
 
 if TYPE_CHECKING:
     from faceprint.jobs.context import JobContext
@@ -54,7 +53,7 @@ def analyze_video_source(
     params: RecognitionParams,
     index: int,
     uri: str,
-    path: Path,
+    record: UploadRecord,
     galleries: Sequence[Gallery],
     index_into: Gallery | None,
     report: Callable[[float], None],
@@ -77,12 +76,13 @@ def analyze_video_source(
         top_k=params.reported_top_k,
         max_distance=params.max_distance,
         cluster_unknowns=params.clusters,
+        thumbnails=video.default_thumbnails(confidential=ctx.confidential, asked=params.thumbnails),
         limits=VideoLimits(max_side_px=ctx.limits.max_video_side_px, max_pixels=ctx.limits.max_video_pixels),
     )
     engine = AnalyzerVideoEngine(ctx.video_analyzer())
 
     try:
-        with open_video(path, limits=options.limits) as reader:
+        with ctx.uploads.open(record.id) as handle, open_video(handle, limits=options.limits) as reader:
             duration_s = float(reader.info.duration_s)
     except InputError as err:
         return err, [], None
@@ -101,15 +101,16 @@ def analyze_video_source(
             report(0.95 * min(1.0, p.frames_done / p.total_frames))
 
     try:
-        analysis = video.analyze_video(
-            path,
-            engine,
-            galleries,
-            options=options,
-            index_unknowns_into=index_into,
-            progress=progress,
-            cancel=ctx.cancel,
-        )
+        with ctx.uploads.open(record.id) as source:
+            analysis = video.analyze_video(
+                source,
+                engine,
+                galleries,
+                options=options,
+                index_unknowns_into=index_into,
+                progress=progress,
+                cancel=ctx.cancel,
+            )
     except InputError as err:
         return err, [], None
     if not analysis.ok or analysis.info is None:

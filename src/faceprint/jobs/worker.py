@@ -14,20 +14,27 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from faceprint.analyze import Analyzer
 from faceprint.errors import FaceprintError, UsageError
 from faceprint.jobs.context import JobContext, JobLimits, JobOutcome, ProgressCell, Runner
 from faceprint.jobs.layout import DataLayout
 from faceprint.jobs.model import Job, JobError, JobState, LeaseLostError
+from faceprint.jobs.retention import release_job_uploads, sweep_uploads
 from faceprint.jobs.store import JobStore
 from faceprint.jobs.uploads import UploadStore
+
+if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
 
 __all__ = ["JobWorker", "WorkerConfig", "default_runners", "new_worker_id", "run_worker"]
 
@@ -47,6 +54,12 @@ class WorkerConfig:
     limits: JobLimits = field(default_factory=JobLimits)
     engine_workers: int = 1
     """Worker processes of the engine for big jobs (1: in the worker process)."""
+    confidential: bool = False
+    """Confidential mode (docs/privacy.md): a job's uploads are deleted when it ends, orphans swept, logs scrubbed."""
+    orphan_grace_s: float = 300.0
+    """Confidential sweeps leave uploads younger than this (one whose job is being created right now)."""
+    sweep_every_s: float = 60.0
+    """How often an idle confidential worker sweeps orphaned uploads."""
 
     def __post_init__(self) -> None:
         if not 0 < self.heartbeat_s <= 2.0:
@@ -57,6 +70,8 @@ class WorkerConfig:
             raise UsageError(f"poll_s must be positive, got {self.poll_s}")
         if self.engine_workers < 1:
             raise UsageError(f"engine_workers must be at least 1, got {self.engine_workers}")
+        if self.orphan_grace_s < 0 or self.sweep_every_s <= 0:
+            raise UsageError("orphan_grace_s must be >= 0 and sweep_every_s positive")
 
 
 def new_worker_id() -> str:
@@ -82,6 +97,7 @@ class JobWorker:
         runners: Job kind → runner (default: the face_recognition and face_pairs runners).
         pipeline_factory_ref: ``module:function`` of the analyzer's pipeline factory, for child processes.
         worker_id: This worker's name in leases.
+        cipher: Uploads, results and galleries sealed at rest with it (None: no encryption key).
     """
 
     def __init__(
@@ -94,10 +110,12 @@ class JobWorker:
         runners: dict[str, Runner] | None = None,
         pipeline_factory_ref: str | None = None,
         worker_id: str | None = None,
+        cipher: RecordCipher | None = None,
     ) -> None:
         self._store = store
         self._layout = layout
-        self._uploads = UploadStore(layout.uploads_dir)
+        self._cipher = cipher
+        self._uploads = UploadStore(layout.uploads_dir, cipher=cipher)
         self._analyzer = analyzer
         self._config = config if config is not None else WorkerConfig()
         self._runners = runners if runners is not None else default_runners()
@@ -131,13 +149,29 @@ class JobWorker:
                 self._video = None
 
     def run_forever(self, stop: threading.Event) -> None:
-        """Claim and run jobs until ``stop`` is set (the running job is finished first)."""
+        """Claim and run jobs until ``stop`` is set (the running job is finished first).
+
+        In confidential mode, orphaned uploads (no waiting or running job uses them: a crash between a
+        job's end and the release of its uploads) are swept at start and every ``sweep_every_s`` while idle.
+        """
+        last_sweep = -math.inf
         try:
             while not stop.is_set():
+                if self._config.confidential and time.monotonic() - last_sweep >= self._config.sweep_every_s:
+                    self.sweep_orphans()
+                    last_sweep = time.monotonic()
                 if not self.run_once():
                     stop.wait(self._config.poll_s)
         finally:
             self.close()
+
+    def sweep_orphans(self) -> list[str]:
+        """Delete uploads no waiting or running job uses (older than ``orphan_grace_s``); their names."""
+        try:
+            return sweep_uploads(self._store, self._layout.uploads_dir, min_age_s=self._config.orphan_grace_s)
+        except Exception as err:  # a sweep must never stop the worker; the next one retries
+            _log.error("sweep of orphaned uploads failed: %s", type(err).__name__)
+            return []
 
     def run_once(self) -> bool:
         """Claim one job and run it to its end; False when there was none."""
@@ -170,6 +204,8 @@ class JobWorker:
             pipeline_factory_ref=self._factory_ref,
             engine_workers=self._config.engine_workers,
             video_engine=self._video_analyzer,
+            cipher=self._cipher,
+            confidential=self._config.confidential,
         )
         state = JobState.COMPLETED
         outcome = JobOutcome()
@@ -187,7 +223,11 @@ class JobWorker:
                 state = JobState.FAILED
                 outcome = JobOutcome(errors=(JobError(err.code, err.message),))
         except Exception as err:  # one bad job must not stop the worker; its error is recorded, not shown raw
-            _log.exception("job %s failed", job.id)
+            if self._config.confidential:
+                # A traceback quotes file names and values: confidential logs keep the job and the type only.
+                _log.error("job %s failed: %s", job.id, type(err).__name__)
+            else:
+                _log.exception("job %s failed", job.id)
             state = JobState.FAILED
             outcome = JobOutcome(errors=(JobError("internal_error", f"{type(err).__name__}: {err}"),))
         finally:
@@ -207,6 +247,17 @@ class JobWorker:
             )
         except LeaseLostError:
             _log.warning("job %s: lease lost before finishing", job.id)
+            return
+        if self._config.confidential:
+            self._release(job.id)
+
+    def _release(self, job_id: str) -> None:
+        """Delete the uploads of an ended job (confidential mode); a failure leaves them to the sweep."""
+        try:
+            ended = self._store.get(job_id)
+            release_job_uploads(ended, self._store, self._uploads)
+        except Exception as err:
+            _log.error("job %s: its uploads could not be released: %s", job_id, type(err).__name__)
 
     def _heartbeat(
         self,
@@ -236,10 +287,13 @@ def run_worker(
     stop: threading.Event,
     config: WorkerConfig | None = None,
     pipeline_factory_ref: str | None = None,
+    cipher: RecordCipher | None = None,
 ) -> None:
     """Open the store, then run a worker until ``stop`` is set (what ``faceprint worker`` does)."""
     store = store_factory()
     try:
-        JobWorker(store, layout, analyzer, config=config, pipeline_factory_ref=pipeline_factory_ref).run_forever(stop)
+        JobWorker(
+            store, layout, analyzer, config=config, pipeline_factory_ref=pipeline_factory_ref, cipher=cipher
+        ).run_forever(stop)
     finally:
         store.close()

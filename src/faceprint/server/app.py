@@ -47,6 +47,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         layout = settings.layout
         layout.root.mkdir(parents=True, exist_ok=True)
+        cipher = settings.cipher()  # a bad key fails the start, not the first request
         store = settings.open_job_store()
         analyzer = Analyzer(workers=1, executor="local", pipeline_factory=load_factory(settings.pipeline_factory))
         try:
@@ -55,10 +56,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
                     settings=settings,
                     layout=layout,
                     store=store,
-                    uploads=UploadStore(layout.uploads_dir),
+                    uploads=UploadStore(layout.uploads_dir, cipher=cipher),
                     keys=KeyStore(layout.keys_file),
                     analyzer=analyzer,
                     env_keys=settings.api_key_list,
+                    cipher=cipher,
                 )
                 yield
         finally:

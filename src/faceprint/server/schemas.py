@@ -58,6 +58,10 @@ class FaceRecognitionParams(_Strict):
     face_detection_scale: int = Field(default=600, ge=100, le=2000)
     enable_top_k: bool = False
     top_k: int = Field(default=3, ge=1, le=10)
+    thumbnails: bool | None = Field(
+        default=None,
+        description="A face thumbnail (JPEG) per video segment; default on, off in confidential mode.",
+    )
 
 
 class FacePairsParams(_Strict):

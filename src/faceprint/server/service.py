@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from faceprint.analyze import Analyzer
+from faceprint.crypto import RecordCipher
 from faceprint.jobs.layout import DataLayout
 from faceprint.jobs.store import JobStore
 from faceprint.jobs.uploads import UploadStore
@@ -31,5 +32,7 @@ class Service:
     analyzer: Analyzer
     """For the synchronous calls (compare, detect, enrol); jobs run in the worker processes."""
     env_keys: tuple[str, ...]
+    cipher: RecordCipher | None = None
+    """Seals uploads, results and galleries at rest (``FACEPRINT_ENCRYPTION_KEY``); None: no key."""
     galleries_lock: threading.Lock = field(default_factory=threading.Lock)
     started_s: float = field(default_factory=time.time)

@@ -19,13 +19,17 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from faceprint.crypto import RecordCipher, cipher_from_settings
 from faceprint.errors import InvalidSettingError
 from faceprint.jobs.context import JobLimits
 from faceprint.jobs.layout import DataLayout
 from faceprint.jobs.store import JobStore, SqliteJobStore
 from faceprint.jobs.worker import WorkerConfig
+from faceprint.settings import Settings
 
 __all__ = ["ServerSettings", "default_data_dir"]
+
+_CORE = ("confidential", "encryption_key", "encryption_key_file")
 
 
 def default_data_dir() -> Path:
@@ -66,17 +70,38 @@ class ServerSettings:
         InvalidSettingError: a value out of range, naming its environment variable.
     """
 
-    __slots__ = ("_values",)
+    __slots__ = ("_core", "_values")
 
     def __init__(self, **overrides: Any) -> None:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        # The settings every command shares (confidential mode, the encryption key) are parsed once, by
+        # faceprint.settings, with the same rules and messages; the server's own ones here.
+        self._core = Settings(**{k: given.pop(k) for k in _CORE if k in given})
         try:
-            self._values = _Values(**{k: v for k, v in overrides.items() if v is not None})
+            self._values = _Values(**given)
         except ValidationError as err:
             first = err.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
             raise InvalidSettingError(
                 f"FACEPRINT_{field.upper()}: {first['msg']}", details={"setting": field}
             ) from None
+
+    @property
+    def core(self) -> Settings:
+        """The shared settings (``FACEPRINT_CONFIDENTIAL``, ``FACEPRINT_ENCRYPTION_KEY(_FILE)``, ...)."""
+        return self._core
+
+    @property
+    def confidential(self) -> bool:
+        return self._core.confidential
+
+    def cipher(self) -> RecordCipher | None:
+        """The cipher of the configured key (uploads, results, job payloads, galleries); None: no key.
+
+        Raises:
+            EncryptionKeyInvalidError: a malformed key or an unreadable key file.
+        """
+        return cipher_from_settings(self._core)
 
     @property
     def data_dir(self) -> Path:
@@ -126,7 +151,11 @@ class ServerSettings:
     def worker_config(self) -> WorkerConfig:
         v = self._values
         return WorkerConfig(
-            lease_s=v.lease_s, heartbeat_s=v.heartbeat_s, limits=self.limits, engine_workers=v.engine_workers
+            lease_s=v.lease_s,
+            heartbeat_s=v.heartbeat_s,
+            limits=self.limits,
+            engine_workers=v.engine_workers,
+            confidential=self.confidential,
         )
 
     def open_job_store(self) -> JobStore:
@@ -135,8 +164,11 @@ class ServerSettings:
         if url is not None:
             from faceprint.jobs.pg_store import PgJobStore
 
-            return PgJobStore(url)
-        return SqliteJobStore(self.layout.jobs_db)
+            return PgJobStore(url, cipher=self.cipher())
+        return SqliteJobStore(self.layout.jobs_db, cipher=self.cipher())
 
     def __repr__(self) -> str:
-        return f"ServerSettings(data_dir={self.data_dir!s}, api_keys={len(self.api_key_list)} set)"
+        return (
+            f"ServerSettings(data_dir={self.data_dir!s}, api_keys={len(self.api_key_list)} set, "
+            f"confidential={self.confidential})"
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -38,9 +37,10 @@ _BODY = {
 
 async def _sources(
     request: Request, service: Service, names: tuple[str, ...], temporary: list[str], names_by_uri: dict[str, str]
-) -> tuple[dict[str, Any], list[Path]]:
+) -> tuple[dict[str, Any], list[bytes]]:
     """The JSON body and the files it names: files sent in the form are stored first (checked, limited) and
-    their ids added to ``temporary`` (the caller deletes them)."""
+    their ids added to ``temporary`` (the caller deletes them). The photos are read into memory (decrypted
+    there when uploads are sealed)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         check_length(request, service.settings.max_upload_bytes)
@@ -60,7 +60,7 @@ async def _sources(
             temporary.append(record.id)
             names_by_uri[record.uri] = record.filename
             body[name] = record.uri
-            paths.append(service.uploads.path(record.id))
+            paths.append(await run_in_threadpool(service.uploads.read_bytes, record.id))
         return body, paths
     try:
         body = await request.json()
@@ -68,7 +68,7 @@ async def _sources(
         raise UsageError("send JSON with storage URIs, or multipart files") from None
     if not isinstance(body, dict):
         raise UsageError("the JSON body must be an object")
-    paths = [service.uploads.path(parse_storage_uri(str(body.get(name, "")))) for name in names]
+    paths = [service.uploads.read_bytes(parse_storage_uri(str(body.get(name, "")))) for name in names]
     return body, paths
 
 
@@ -113,7 +113,7 @@ async def detect(request: Request, service: ServiceDep) -> dict[str, Any]:
     temporary: list[str] = []
     shown: dict[str, str] = {}
 
-    def run(params: DetectRequest, path: Path) -> dict[str, Any]:
+    def run(params: DetectRequest, path: bytes) -> dict[str, Any]:
         options = AnalyzeOptions(face=params.face, embed=False)
         (result,) = list(service.analyzer.analyze([AnalyzeItem(params.source, path)], options=options))
         if not result.ok:

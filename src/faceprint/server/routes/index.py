@@ -26,7 +26,7 @@ def _index(service: Service) -> Iterator[SqliteGallery | None]:
     if not path.is_file():
         yield None
         return
-    with SqliteGallery.open(path, name="index") as gallery:
+    with SqliteGallery.open(path, name="index", cipher=service.cipher) as gallery:
         yield gallery
 
 

@@ -6,13 +6,16 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from faceprint.errors import UsageError
 from faceprint.gallery.base import GalleryNotFoundError
+from faceprint.jobs.context import result_context
 from faceprint.jobs.model import JobState, JobStateError, NewJob
+from faceprint.jobs.retention import release_job_uploads
 from faceprint.jobs.uploads import InvalidSourceError, parse_storage_uri
 from faceprint.server.deps import ServiceDep, base_url
+from faceprint.server.download import file_response
 from faceprint.server.fetch import fetch_url
 from faceprint.server.schemas import JobCreate, item_to_dict, job_to_dict, page_to_dict
 
@@ -104,7 +107,11 @@ def get_job(job_id: str, request: Request, service: ServiceDep) -> dict[str, Any
 @router.delete("/{job_id}/", include_in_schema=False)
 def cancel_job(job_id: str, request: Request, service: ServiceDep) -> dict[str, Any]:
     """Cancel: a waiting job at once, a running one within seconds (its worker stops it)."""
-    return job_to_dict(service.store.request_cancel(job_id), base_url=base_url(request), now_s=time.time())
+    job = service.store.request_cancel(job_id)
+    if service.settings.confidential:
+        # A waiting job never reaches a worker: its uploads go now (a running one's worker releases them).
+        release_job_uploads(job, service.store, service.uploads)
+    return job_to_dict(job, base_url=base_url(request), now_s=time.time())
 
 
 @router.get("/{job_id}/detailed-results/")
@@ -122,7 +129,7 @@ def detailed_results(
 
 
 @router.get("/{job_id}/result")
-def job_result(job_id: str, service: ServiceDep) -> FileResponse:
+def job_result(job_id: str, service: ServiceDep) -> FileResponse | StreamingResponse:
     """The face_pairs job's TAR.GZ (the bytes ``faceprint pairs`` writes for the same datasets)."""
     job = service.store.get(job_id)
     if job.state is not JobState.COMPLETED or job.result_path is None:
@@ -130,6 +137,10 @@ def job_result(job_id: str, service: ServiceDep) -> FileResponse:
             f"job {job_id} has no result file (state {job.state.value}, kind {job.kind})",
             details={"state": job.state.value},
         )
-    return FileResponse(
-        service.layout.root / job.result_path, media_type="application/gzip", filename=f"{job_id}.tar.gz"
+    return file_response(
+        service.layout.root / job.result_path,
+        cipher=service.cipher,
+        context=result_context(job_id),
+        media_type="application/gzip",
+        filename=f"{job_id}.tar.gz",
     )

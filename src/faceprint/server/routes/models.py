@@ -7,6 +7,7 @@ name a gallery either way.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def _valid(name: str) -> bool:
 
 @contextlib.contextmanager
 def open_gallery(service: Service, gallery_id: str) -> Iterator[SqliteGallery]:
-    with SqliteGallery.open(_path(service, gallery_id), name=gallery_id) as gallery:
+    with SqliteGallery.open(_path(service, gallery_id), name=gallery_id, cipher=service.cipher) as gallery:
         yield gallery
 
 
@@ -80,7 +81,9 @@ def create_gallery(body: GalleryCreate, service: ServiceDep) -> dict[str, Any]:
         if path.exists():
             raise GalleryExistsError(f"a model named {body.name!r} exists", details={"model": body.name})
         path.parent.mkdir(parents=True, exist_ok=True)
-        with SqliteGallery.create(path, name=body.name, contract_id=service.analyzer.spec.contract_id) as gallery:
+        with SqliteGallery.create(
+            path, name=body.name, contract_id=service.analyzer.spec.contract_id, cipher=service.cipher
+        ) as gallery:
             return gallery_dict(gallery)
 
 
@@ -110,8 +113,9 @@ def enroll_person(gallery_id: str, body: EnrollRequest, service: ServiceDep) -> 
     """Enrol the person's photos (uploads) with the library's rule: one face per photo, else skipped."""
     items = []
     for uri in body.sources:
-        path = service.uploads.path(parse_storage_uri(uri))
-        items.append(AnalyzeItem(key=uri, source=path))
+        upload_id = parse_storage_uri(uri)
+        service.uploads.get(upload_id)  # an unknown upload is a 404 before any work
+        items.append(AnalyzeItem(key=uri, source=functools.partial(service.uploads.read_bytes, upload_id)))
     with open_gallery(service, gallery_id) as gallery:
         report = enroll(gallery, service.analyzer, plan_for_person(body.name, items))
         return {**report.to_dict(), "templates_added": report.templates_added}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from faceprint.jobs.uploads import UploadTooLargeError
 from faceprint.server.deps import ServiceDep
+from faceprint.server.download import stream_response
 
 router = APIRouter(prefix="/storage", tags=["storage"])
 
@@ -48,10 +49,10 @@ def get_upload(upload_id: str, service: ServiceDep) -> dict[str, Any]:
 
 
 @router.get("/{upload_id}/file")
-def download(upload_id: str, service: ServiceDep) -> FileResponse:
+def download(upload_id: str, service: ServiceDep) -> StreamingResponse:
     record = service.uploads.get(upload_id)
-    return FileResponse(
-        service.uploads.path(upload_id), filename=record.filename, media_type="application/octet-stream"
+    return stream_response(
+        service.uploads.open(upload_id), filename=record.filename, media_type="application/octet-stream"
     )
 
 
