@@ -93,6 +93,8 @@ class VideoOptions:
     max_templates_per_unknown: int = 10
     crop_padding: float = 0.75
     """Context kept around a face box for its chip, as a fraction of the box's longest side, each side."""
+    thumbnails: bool = True
+    """A JPEG of each track's best face (segments' ``thumbnail``); False: ``None``, no JPEG ever encoded."""
     limits: VideoLimits = field(default_factory=VideoLimits)
 
     def __post_init__(self) -> None:
@@ -139,7 +141,24 @@ class VideoOptions:
             "min_similarity": self.min_similarity,
             "max_distance": self.max_distance,
             "cluster_unknowns": self.cluster_unknowns,
+            "thumbnails": self.thumbnails,
         }
+
+
+def default_thumbnails(*, confidential: bool, asked: bool | None) -> bool:
+    """Whether a run makes thumbnails: as asked, else on, except in confidential mode (no face image kept).
+
+    The one rule for every caller (``faceprint video --thumbnails/--no-thumbnails``, the job service's
+    ``thumbnails`` parameter): a thumbnail is a picture of a face, which confidential mode keeps only
+    when asked for explicitly.
+
+    Example:
+        >>> default_thumbnails(confidential=False, asked=None), default_thumbnails(confidential=True, asked=None)
+        (True, False)
+        >>> default_thumbnails(confidential=True, asked=True), default_thumbnails(confidential=False, asked=False)
+        (True, False)
+    """
+    return asked if asked is not None else not confidential
 
 
 # --- what the video run needs from the engine ------------------------------------------------------------
@@ -296,7 +315,7 @@ def track_faces(
 
     def flush(builders: list[_TrackBuilder]) -> None:
         kept = [b for b in builders if len(b.detections) >= options.min_track_detections]
-        tracks.extend(_embed_tracks(kept, engine, cancel=cancel))
+        tracks.extend(_embed_tracks(kept, engine, cancel=cancel, thumbnails=options.thumbnails))
 
     frames = reader.frames(sampling=options.sampling, detect_max_side_px=options.face_detection_scale)
     for frame, found in engine.detect_frames(frames, max_side_px=options.face_detection_scale, cancel=cancel):
@@ -344,7 +363,7 @@ def _in_full_frame(face: Face, frame: VideoFrame) -> Face:
 
 
 def _embed_tracks(
-    builders: list[_TrackBuilder], engine: VideoFaceEngine, *, cancel: threading.Event | None
+    builders: list[_TrackBuilder], engine: VideoFaceEngine, *, cancel: threading.Event | None, thumbnails: bool = True
 ) -> list[FaceTrack]:
     if not builders:
         return []
@@ -365,9 +384,9 @@ def _embed_tracks(
             if face is None or face.faceprint is None:
                 continue
             faceprints.append(face.faceprint)
-            if thumb is None:
+            if thumb is None and thumbnails:
                 thumb = _thumbnail(candidate)
-        if thumb is None and builder.candidates:
+        if thumb is None and thumbnails and builder.candidates:
             thumb = _thumbnail(builder.candidates[0])
         tracks.append(
             FaceTrack(
