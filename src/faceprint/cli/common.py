@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -80,8 +82,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             if type(err).__module__.startswith(("click", "typer")):  # usage errors the CLI layer reports
                 raise
             stderr().print(
-                f"[bold red]error[/] \\[internal_error] {escape(f'{type(err).__name__}: {err}')}"
-                " (please report this)"
+                f"[bold red]error[/] \\[internal_error] {escape(f'{type(err).__name__}: {err}')} (please report this)"
             )
             raise typer.Exit(code=EXIT_INTERNAL) from None
 
@@ -124,6 +125,14 @@ FaceOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+ConfidentialOption = Annotated[
+    bool,
+    typer.Option(
+        "--confidential",
+        help="Confidential mode, as FACEPRINT_CONFIDENTIAL=1: no input kept, no cache written, "
+        "no face data in logs (docs/privacy.md).",
+    ),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,43 @@ def current_context() -> CliContext:
 def current_settings() -> Settings:
     """The settings ``main()`` built for this run."""
     return current_context().settings
+
+
+CONFIDENTIAL_VARIABLE = "FACEPRINT_CONFIDENTIAL"
+
+
+def _settings_with(settings: Settings, **overrides: Any) -> Settings:
+    """``settings`` with ``overrides`` on top: every value kept as it is (none read again from the environment)."""
+    names = [name for name, value in vars(Settings).items() if isinstance(value, property)]
+    return Settings(environ={}, **{**{name: getattr(settings, name) for name in names}, **overrides})
+
+
+def use_confidential(confidential: bool) -> Settings:
+    """``--confidential``: the run's settings with confidential mode on, exactly as FACEPRINT_CONFIDENTIAL=1.
+
+    Every command with the flag calls this first; without the flag the settings are left as they are (the
+    environment may already have turned the mode on). What confidential mode does is decided in the library
+    from ``settings.confidential``, never here.
+
+    Returns:
+        The run's settings (also what :func:`current_settings` returns from now on).
+    """
+    context = current_context()
+    if not confidential:
+        return context.settings
+    # The flag must also reach whatever reads the environment instead of these settings: the worker
+    # processes `faceprint serve` starts, the engine's worker processes (they inherit the environment, not
+    # this process's objects) and faceprint.models.store.confidential_mode() (no model cache written).
+    os.environ[CONFIDENTIAL_VARIABLE] = "1"
+    settings = context.settings
+    if not settings.confidential:
+        settings = _settings_with(settings, confidential=True)
+    updated = dataclasses.replace(context, settings=settings)
+    ctx = _click_context()
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None:
+        root.obj = updated
+    return settings
 
 
 def open_analyzer(config: PipelineConfig, *, workers: int | None) -> Analyzer:

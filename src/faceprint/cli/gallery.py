@@ -27,6 +27,7 @@ from faceprint.cli.common import (
     AssumeCroppedOption,
     BackendOption,
     CalibrationOption,
+    ConfidentialOption,
     DetectorOption,
     FaceOption,
     NoFallbackOption,
@@ -42,6 +43,7 @@ from faceprint.cli.common import (
     print_json,
     stderr,
     stdout,
+    use_confidential,
 )
 from faceprint.cli.gallery_migrate import migrate_command
 from faceprint.enroll import enroll, plan_for_person, plan_from_folders
@@ -64,6 +66,14 @@ gallery_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 gallery_app.command("migrate")(migrate_command)
+
+
+@gallery_app.callback()
+@handle_errors
+def gallery_options(confidential: ConfidentialOption = False) -> None:
+    """Create galleries of known people and manage them (enrol, rename, merge, split, export, import, migrate)."""
+    # Given before the subcommand (`faceprint gallery --confidential enroll …`), so every subcommand has it.
+    use_confidential(confidential)
 
 
 # --- where galleries live (the rules are faceprint.gallery.location's) -----------------------------------
@@ -153,9 +163,10 @@ def enroll_command(
             assume_cropped=assume_cropped,
         )
         total = sum(len(entry.items) for entry in plan)
-        with open_analyzer(config, workers=workers) as analyzer, image_progress(
-            quiet=quiet or as_json, total=total
-        ) as progress:
+        with (
+            open_analyzer(config, workers=workers) as analyzer,
+            image_progress(quiet=quiet or as_json, total=total) as progress,
+        ):
             report = enroll(gallery, analyzer, plan, progress=progress)
     if as_json:
         print_json({"gallery": name, **report.to_dict()})
@@ -381,8 +392,10 @@ def identify(
     no_flip: NoFlipOption = False,
     workers: WorkersOption = None,
     quiet: QuietOption = False,
+    confidential: ConfidentialOption = False,
 ) -> None:
     """Who is in these photos? Every face: box, person or unknown, similarity, distance, probability, top-k."""
+    use_confidential(confidential)
     if min_similarity is not None and max_distance is not None:
         raise UsageError("give --min-similarity or --max-distance, not both")
     names = list(dict.fromkeys(galleries or []))

@@ -99,9 +99,10 @@ def detect(
     results: list[dict[str, Any]] = []
     failed = 0
     total = count_image_items(images)
-    with open_analyzer(config, workers=workers) as analyzer, image_progress(
-        quiet=quiet or as_json, total=total
-    ) as progress:
+    with (
+        open_analyzer(config, workers=workers) as analyzer,
+        image_progress(quiet=quiet or as_json, total=total) as progress,
+    ):
         for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress, total=total):
             if not result.ok:
                 failed += 1
@@ -172,9 +173,11 @@ def embed(
     images_seen = 0
     faces_written = 0
     total = count_image_items(images)
-    with open_analyzer(config, workers=workers) as analyzer, open_atomic(output) as handle, image_progress(
-        quiet=quiet, total=total
-    ) as progress:
+    with (
+        open_analyzer(config, workers=workers) as analyzer,
+        open_atomic(output) as handle,
+        image_progress(quiet=quiet, total=total) as progress,
+    ):
         for result in analyzer.analyze(iter_image_items(images), options=options, progress=progress, total=total):
             images_seen += 1
             if not result.ok:

@@ -20,6 +20,7 @@ from faceprint.cli.common import (
     AssumeCroppedOption,
     BackendOption,
     CalibrationOption,
+    ConfidentialOption,
     DetectorOption,
     ModelOption,
     NoFallbackOption,
@@ -29,6 +30,7 @@ from faceprint.cli.common import (
     handle_errors,
     pipeline_config,
     stdout,
+    use_confidential,
 )
 from faceprint.errors import EXIT_OK, UsageError
 from faceprint.models.catalog import DLIB_RESNET_ID
@@ -86,12 +88,14 @@ def pairs(
     no_flip: NoFlipOption = False,
     assume_cropped: AssumeCroppedOption = False,
     model: ModelOption = DLIB_RESNET_ID,
+    confidential: ConfidentialOption = False,
 ) -> None:
     """Score photo pairs: one output.csv per dataset (probability per row), packed in a TAR.GZ.
 
     Rows that cannot be scored keep their place with an empty probability and are explained in the
     dataset's processing.error. Exit status: 0 all rows scored, 1 some not, 2 usage error, 3 nothing scored.
     """
+    use_confidential(confidential)
     enclave = inputs_dir is not None or output_dir is not None
     if enclave and (inputs or output is not None):
         raise UsageError("give either INPUT… -o FILE, or --inputs-dir and --output-dir, not both")

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from faceprint.cli.common import handle_errors, stderr
+from faceprint.cli.common import ConfidentialOption, handle_errors, stderr, use_confidential
 
 DataDirOption = Annotated[
     Path | None,
@@ -32,6 +32,7 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=0, max=64, help="Worker processes to start (0: run them yourself).")
     ] = 1,
+    confidential: ConfidentialOption = False,
 ) -> None:
     """Serve the job API and the web page; jobs run in worker processes, never in the server."""
     import uvicorn
@@ -40,30 +41,46 @@ def serve(
     from faceprint.server.settings import ServerSettings
     from faceprint.server.supervisor import WorkerSupervisor
 
-    settings = ServerSettings(data_dir=data_dir)
+    core = use_confidential(confidential)  # the workers started below inherit FACEPRINT_CONFIDENTIAL
+    settings = ServerSettings(data_dir=data_dir, confidential=core.confidential or None)
     settings.layout.root.mkdir(parents=True, exist_ok=True)
     if not settings.api_key_list and not settings.layout.keys_file.exists():
         stderr().print(
             "[yellow]warning[/] no API key configured: every API call will be refused (401). "
             "Set FACEPRINT_API_KEYS or run: faceprint keys create NAME"
         )
+    # uvicorn.Config sets up uvicorn's logging; the scrubbing goes on after it, so its handlers get the filter.
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port, log_level="info"))
+    if settings.confidential:
+        from faceprint.logs import install_confidential_logging
+
+        install_confidential_logging()
     supervisor = WorkerSupervisor(settings.data_dir, workers)
     supervisor.start()
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        server.run()
+    except KeyboardInterrupt:  # as uvicorn.run(): Ctrl-C is a normal stop
+        pass
     finally:
         supervisor.stop()
+    if not server.started:
+        raise typer.Exit(code=3)  # uvicorn.run()'s STARTUP_FAILURE: the port could not be bound
 
 
 @handle_errors
-def worker(data_dir: DataDirOption = None) -> None:
+def worker(data_dir: DataDirOption = None, confidential: ConfidentialOption = False) -> None:
     """Run one job worker: claims jobs from the data dir's queue and runs them on one long-lived engine."""
     from faceprint.analyze import Analyzer
     from faceprint.jobs.pairs import load_factory
     from faceprint.jobs.worker import JobWorker
     from faceprint.server.settings import ServerSettings
 
-    settings = ServerSettings(data_dir=data_dir)
+    core = use_confidential(confidential)  # the engine's worker processes inherit FACEPRINT_CONFIDENTIAL
+    settings = ServerSettings(data_dir=data_dir, confidential=core.confidential or None)
+    if settings.confidential:
+        from faceprint.logs import install_confidential_logging
+
+        install_confidential_logging()
     layout = settings.layout
     config = settings.worker_config
     factory = load_factory(settings.pipeline_factory)

@@ -26,23 +26,30 @@ from rich.table import Table
 
 from faceprint.cli.common import (
     BackendOption,
+    ConfidentialOption,
     DetectorOption,
     NoFlipOption,
     QuietOption,
     WorkersOption,
-    current_settings,
     handle_errors,
     open_analyzer,
     pipeline_config,
     stderr,
     stdout,
+    use_confidential,
 )
 from faceprint.errors import EXIT_INPUT, EXIT_PARTIAL
 from faceprint.gallery import location
 from faceprint.io.atomic import write_atomic
 from faceprint.io.output import check_output_path
 from faceprint.video.engine import AnalyzerVideoEngine, for_video
-from faceprint.video.pipeline import VideoOptions, VideoProgress, VideoReport, analyze_videos
+from faceprint.video.pipeline import (
+    VideoOptions,
+    VideoProgress,
+    VideoReport,
+    analyze_videos,
+    default_thumbnails,
+)
 
 
 @contextmanager
@@ -135,10 +142,19 @@ def video(
     detector: DetectorOption = "hog",
     backend: BackendOption = "auto",
     no_flip: NoFlipOption = False,
+    thumbnails: Annotated[
+        bool | None,
+        typer.Option(
+            "--thumbnails/--no-thumbnails",
+            help="A JPEG of each person's face per segment (default: on, off in confidential mode).",
+        ),
+    ] = None,
     workers: WorkersOption = None,
     quiet: QuietOption = False,
+    confidential: ConfidentialOption = False,
 ) -> None:
     """Who is on screen when: one segment per person continuously visible, with boxes, thumbnail and timecodes."""
+    settings = use_confidential(confidential)
     options = VideoOptions(
         sample_fps=None if sample_fps is None else Fraction(str(sample_fps)),
         every_n_frames=every_n_frames,
@@ -150,9 +166,9 @@ def video(
         min_similarity=min_similarity,
         max_distance=max_distance,
         cluster_unknowns=cluster_unknowns,
+        thumbnails=default_thumbnails(confidential=settings.confidential, asked=thumbnails),
     )
     check_output_path(output, inputs=videos)
-    settings = current_settings()
     names = list(dict.fromkeys(galleries or []))
     with ExitStack() as stack:
         opened = {n: location.enter_gallery(stack, n, settings=settings) for n in names}
