@@ -39,10 +39,12 @@ def service_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(data_dir: Path, port: int, *, workers: int = 0) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, port: int, *, workers: int = 0, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [*CLI, "serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers)],
-        env=service_env(),
+        env=service_env(**(env or {})),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -142,3 +142,40 @@ def test_cancel_stops_a_running_job_in_its_worker(tmp_path: Path) -> None:
             assert items < PHOTOS  # it stopped part-way; what was done is kept
     finally:
         stop(server)
+
+
+@pytest.mark.slow
+def test_confidential_sigkill_mid_job_leaves_no_clear_input_after_restart(tmp_path: Path) -> None:
+    from faceprint.audit import audit_data_dir
+    from faceprint.crypto import EncryptionKey
+
+    data = tmp_path / "data"
+    env = {"FACEPRINT_CONFIDENTIAL": "1", "FACEPRINT_ENCRYPTION_KEY": EncryptionKey.generate().to_base64()}
+    port = free_port()
+    server = start_server(data, port, workers=1, env=env)
+    try:
+        with api(port) as client:
+            worker_pid = wait_for(lambda: children(server.pid), timeout_s=30, what="the worker process")[0]
+            job_id, sources = _job(client)
+            _mid_job(client, job_id)
+            # While the job runs its uploads are on disk, sealed: no photo in clear.
+            raw = b"".join(p.read_bytes() for p in (data / "uploads").rglob("*") if p.is_file())
+            assert raw and b"\x89PNG" not in raw
+            os.kill(worker_pid, signal.SIGKILL)
+            done = _completed(client, job_id, [])
+            assert done["state"] == "completed" and done["attempts"] == 2, done
+            _assert_all_results(client, job_id, sources)
+            job_uploads = {uri.removeprefix("storage://") for uri in sources}
+            wait_for(
+                lambda: not job_uploads & {p.name for p in (data / "uploads").iterdir()},
+                timeout_s=30,
+                what="the ended job's uploads to be deleted",
+            )
+    finally:
+        stop(server)
+    leftover = {p.name for p in (data / "uploads").iterdir()}
+    assert len(leftover) == 1  # the enrolment photo: no job used it; the orphan sweep takes it after its grace
+    report = audit_data_dir(data)
+    assert [f for f in report.findings if f.kind != "upload"] == [], report.findings
+    raw = b"".join(p.read_bytes() for p in data.rglob("*") if p.is_file())
+    assert b"\x89PNG" not in raw and b"ruby.png" not in raw

@@ -90,6 +90,13 @@ def worker(data_dir: DataDirOption = None, confidential: ConfidentialOption = Fa
         contextlib.closing(store),
         Analyzer(workers=config.engine_workers, pipeline_factory=factory) as analyzer,
     ):
-        job_worker = JobWorker(store, layout, analyzer, config=config, pipeline_factory_ref=settings.pipeline_factory)
+        job_worker = JobWorker(
+            store,
+            layout,
+            analyzer,
+            config=config,
+            pipeline_factory_ref=settings.pipeline_factory,
+            cipher=settings.cipher(),
+        )
         stderr().print(f"worker {job_worker.worker_id} on {layout.root}", markup=False)
         job_worker.run_forever(stop)

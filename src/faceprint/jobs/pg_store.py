@@ -37,7 +37,8 @@ from faceprint.jobs.model import (
     NewJob,
     Page,
 )
-from faceprint.jobs.store import DEFAULT_MAX_ATTEMPTS, MAX_PAGE_LIMIT
+from faceprint.jobs.rows import JOB_COLUMNS, PayloadSeal, check_page, items_context, job_from_row
+from faceprint.jobs.store import DEFAULT_MAX_ATTEMPTS
 from faceprint.postgres import (
     apply_migrations,
     check_schema_name,
@@ -49,6 +50,8 @@ from faceprint.postgres import (
 
 if TYPE_CHECKING:
     import psycopg
+
+    from faceprint.crypto import RecordCipher
 
 __all__ = ["JOBS_SCHEMA", "MIGRATIONS", "PgJobStore"]
 
@@ -100,43 +103,6 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 """Numbered schema steps; append only."""
 
-_COLUMNS = (
-    "id, kind, state, sources_json, params_json, tag, media_type, progress, errors_json, summary_json, "
-    "result_path, attempts, max_attempts, cancel_requested, lease_owner, lease_expires_s, time_created_s, "
-    "time_started_s, time_completed_s"
-)
-
-
-def _job(row: Sequence[Any]) -> Job:
-    return Job(
-        id=row[0],
-        kind=row[1],
-        state=JobState(row[2]),
-        sources=tuple(json.loads(row[3])),
-        params=json.loads(row[4]),
-        tag=row[5],
-        media_type=row[6],
-        progress=float(row[7]),
-        errors=tuple(JobError.from_dict(e) for e in json.loads(row[8])),
-        summary=tuple(json.loads(row[9])),
-        result_path=row[10],
-        attempts=int(row[11]),
-        max_attempts=int(row[12]),
-        cancel_requested=bool(row[13]),
-        lease_owner=row[14],
-        lease_expires_s=row[15],
-        time_created_s=float(row[16]),
-        time_started_s=row[17],
-        time_completed_s=row[18],
-    )
-
-
-def _check_page(offset: int, limit: int) -> None:
-    if offset < 0:
-        raise UsageError(f"offset must be at least 0, got {offset}")
-    if not 1 <= limit <= MAX_PAGE_LIMIT:
-        raise UsageError(f"limit must be 1-{MAX_PAGE_LIMIT}, got {limit}")
-
 
 class PgJobStore:
     """Jobs in PostgreSQL (see the module doc); a drop-in for :class:`~faceprint.jobs.store.SqliteJobStore`.
@@ -163,7 +129,9 @@ class PgJobStore:
         clock: Callable[[], float] | None = None,
         schema: str = JOBS_SCHEMA,
         connect_timeout_s: float = 10.0,
+        cipher: RecordCipher | None = None,
     ) -> None:
+        self._seal = PayloadSeal(cipher)  # result payloads sealed at rest (faceprint.jobs.rows)
         self._url = url
         self._schema = check_schema_name(schema)
         self._clock = clock
@@ -197,10 +165,10 @@ class PgJobStore:
 
     def _row(self, cur: psycopg.Cursor[Any], job_id: str, *, lock: bool = False) -> Job:
         suffix = " FOR UPDATE" if lock else ""
-        row = cur.execute(f"SELECT {_COLUMNS} FROM {self._schema}.jobs WHERE id = %s{suffix}", (job_id,)).fetchone()
+        row = cur.execute(f"SELECT {JOB_COLUMNS} FROM {self._schema}.jobs WHERE id = %s{suffix}", (job_id,)).fetchone()
         if row is None:
             raise JobNotFoundError(f"no job {job_id!r}", details={"job_id": job_id})
-        return _job(row)
+        return job_from_row(row, self._seal)
 
     def _held(self, cur: psycopg.Cursor[Any], job_id: str, worker_id: str) -> Job:
         job = self._row(cur, job_id, lock=True)
@@ -259,7 +227,7 @@ class PgJobStore:
         self, *, state: JobState | None = None, tag: str | None = None, offset: int = 0, limit: int = 10
     ) -> Page[Job]:
         """Jobs newest first, filtered by state and tag."""
-        _check_page(offset, limit)
+        check_page(offset, limit)
         where: list[str] = []
         args: list[Any] = []
         if state is not None:
@@ -273,11 +241,11 @@ class PgJobStore:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")  # the count and the page agree
             count = cur.execute(f"SELECT COUNT(*) FROM {self._schema}.jobs{clause}", args).fetchone()
             rows = cur.execute(
-                f"SELECT {_COLUMNS} FROM {self._schema}.jobs{clause} ORDER BY seq DESC LIMIT %s OFFSET %s",
+                f"SELECT {JOB_COLUMNS} FROM {self._schema}.jobs{clause} ORDER BY seq DESC LIMIT %s OFFSET %s",
                 [*args, limit, offset],
             ).fetchall()
         total = 0 if count is None else int(count[0])
-        return Page(total=total, offset=offset, limit=limit, rows=tuple(_job(r) for r in rows))
+        return Page(total=total, offset=offset, limit=limit, rows=tuple(job_from_row(r, self._seal) for r in rows))
 
     def request_cancel(self, job_id: str) -> Job:
         with self._tx() as cur:
@@ -294,7 +262,7 @@ class PgJobStore:
 
     def items(self, job_id: str, *, offset: int, limit: int) -> Page[JobItem]:
         """One page of a job's detailed results, in position order."""
-        _check_page(offset, limit)
+        check_page(offset, limit)
         with self._tx() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             self._row(cur, job_id)
@@ -310,7 +278,10 @@ class PgJobStore:
             total=0 if count is None else int(count[0]),
             offset=offset,
             limit=limit,
-            rows=tuple(JobItem(key=r[0], position=int(r[1]), data=json.loads(r[2])) for r in rows),
+            rows=tuple(
+                JobItem(key=r[0], position=int(r[1]), data=self._seal.loads(r[2], context=items_context(job_id, r[0])))
+                for r in rows
+            ),
         )
 
     # --- workers ----------------------------------------------------------------------------------------------
@@ -345,7 +316,7 @@ class PgJobStore:
                     cur.execute(
                         f"UPDATE {self._schema}.jobs SET state = %s, errors_json = %s, lease_owner = NULL, "
                         "lease_expires_s = NULL, time_completed_s = %s WHERE id = %s",
-                        (final.value, json.dumps(errors), now, job_id),
+                        (final.value, self._seal.dumps(errors, context=f"jobs/{job_id}/errors"), now, job_id),
                     )
                     continue
                 cur.execute(
@@ -369,7 +340,11 @@ class PgJobStore:
     def put_items(
         self, job_id: str, worker_id: str, items: Iterable[JobItem], *, done_units: Sequence[str] = ()
     ) -> None:
-        rows = [(job_id, item.key, item.position, json.dumps(item.data)) for item in items]
+        rows = [
+            (job_id, item.key, item.position, self._seal.dumps(item.data, context=items_context(job_id, item.key)))
+            for item in items
+        ]
+        units = [self._seal.seal_text(u, context=f"jobs/{job_id}/units") for u in done_units]
         with self._tx() as cur:
             self._held(cur, job_id, worker_id)
             if rows:
@@ -382,13 +357,13 @@ class PgJobStore:
             if done_units:
                 cur.executemany(
                     f"INSERT INTO {self._schema}.job_units (job_id, unit_key) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                    [(job_id, unit) for unit in done_units],
+                    [(job_id, unit) for unit in units],
                 )
 
     def done_units(self, job_id: str) -> frozenset[str]:
         with self._tx() as cur:
             rows = cur.execute(f"SELECT unit_key FROM {self._schema}.job_units WHERE job_id = %s", (job_id,)).fetchall()
-        return frozenset(str(r[0]) for r in rows)
+        return frozenset(self._seal.open_text(str(r[0]), context=f"jobs/{job_id}/units") for r in rows)
 
     def finish(
         self,
@@ -411,8 +386,8 @@ class PgJobStore:
                 "time_completed_s = %s WHERE id = %s",
                 (
                     state.value,
-                    json.dumps(list(summary)),
-                    json.dumps([e.to_dict() for e in errors]),
+                    self._seal.dumps(list(summary), context=f"jobs/{job_id}/summary"),
+                    self._seal.dumps([e.to_dict() for e in errors], context=f"jobs/{job_id}/errors"),
                     result_path,
                     self._now(cur),
                     job_id,

@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faceprint.errors import UsageError
 from faceprint.jobs.model import (
@@ -49,11 +49,14 @@ from faceprint.jobs.model import (
     NewJob,
     Page,
 )
+from faceprint.jobs.rows import JOB_COLUMNS, MAX_PAGE_LIMIT, PayloadSeal, check_page, items_context, job_from_row
+
+if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "MAX_PAGE_LIMIT", "JobStore", "SqliteJobStore"]
 
 DEFAULT_MAX_ATTEMPTS = 3
-MAX_PAGE_LIMIT = 1000
 
 
 class JobStore(Protocol):
@@ -144,43 +147,6 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_COLUMNS = (
-    "id, kind, state, sources_json, params_json, tag, media_type, progress, errors_json, summary_json, "
-    "result_path, attempts, max_attempts, cancel_requested, lease_owner, lease_expires_s, time_created_s, "
-    "time_started_s, time_completed_s"
-)
-
-
-def _job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    return Job(
-        id=row[0],
-        kind=row[1],
-        state=JobState(row[2]),
-        sources=tuple(json.loads(row[3])),
-        params=json.loads(row[4]),
-        tag=row[5],
-        media_type=row[6],
-        progress=float(row[7]),
-        errors=tuple(JobError.from_dict(e) for e in json.loads(row[8])),
-        summary=tuple(json.loads(row[9])),
-        result_path=row[10],
-        attempts=int(row[11]),
-        max_attempts=int(row[12]),
-        cancel_requested=bool(row[13]),
-        lease_owner=row[14],
-        lease_expires_s=row[15],
-        time_created_s=float(row[16]),
-        time_started_s=row[17],
-        time_completed_s=row[18],
-    )
-
-
-def _check_page(offset: int, limit: int) -> None:
-    if offset < 0:
-        raise UsageError(f"offset must be at least 0, got {offset}")
-    if not 1 <= limit <= MAX_PAGE_LIMIT:
-        raise UsageError(f"limit must be 1-{MAX_PAGE_LIMIT}, got {limit}")
-
 
 class SqliteJobStore:
     """Jobs in one SQLite file (WAL, busy timeout, numbered migrations), shared by the server and workers.
@@ -192,6 +158,7 @@ class SqliteJobStore:
         path: the ``.sqlite`` file (created with its folder), or ``":memory:"``.
         busy_timeout_s: how long a write waits for another process's write lock.
         clock: the time source for leases and job times.
+        cipher: seal result payloads at rest (:mod:`faceprint.jobs.rows`); None: clear.
     """
 
     def __init__(
@@ -200,7 +167,9 @@ class SqliteJobStore:
         *,
         busy_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,
+        cipher: RecordCipher | None = None,
     ) -> None:
+        self._seal = PayloadSeal(cipher)
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
@@ -251,10 +220,10 @@ class SqliteJobStore:
             return result
 
     def _row(self, conn: sqlite3.Connection, job_id: str) -> Job:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             raise JobNotFoundError(f"no job {job_id!r}", details={"job_id": job_id})
-        return _job(row)
+        return job_from_row(row, self._seal)
 
     def _held(self, conn: sqlite3.Connection, job_id: str, worker_id: str) -> Job:
         job = self._row(conn, job_id)
@@ -313,7 +282,7 @@ class SqliteJobStore:
         self, *, state: JobState | None = None, tag: str | None = None, offset: int = 0, limit: int = 10
     ) -> Page[Job]:
         """Jobs newest first, filtered by state and tag."""
-        _check_page(offset, limit)
+        check_page(offset, limit)
         where: list[str] = []
         args: list[Any] = []
         if state is not None:
@@ -326,9 +295,9 @@ class SqliteJobStore:
         with self._lock:
             total = int(self._conn.execute(f"SELECT COUNT(*) FROM jobs{clause}", args).fetchone()[0])
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ? OFFSET ?", [*args, limit, offset]
+                f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY seq DESC LIMIT ? OFFSET ?", [*args, limit, offset]
             ).fetchall()
-        return Page(total=total, offset=offset, limit=limit, rows=tuple(_job(r) for r in rows))
+        return Page(total=total, offset=offset, limit=limit, rows=tuple(job_from_row(r, self._seal) for r in rows))
 
     def request_cancel(self, job_id: str) -> Job:
         now = self._clock()
@@ -349,7 +318,7 @@ class SqliteJobStore:
 
     def items(self, job_id: str, *, offset: int, limit: int) -> Page[JobItem]:
         """One page of a job's detailed results, in position order."""
-        _check_page(offset, limit)
+        check_page(offset, limit)
         with self._lock:
             self._row(self._conn, job_id)
             total = int(self._conn.execute("SELECT COUNT(*) FROM job_items WHERE job_id = ?", (job_id,)).fetchone()[0])
@@ -362,7 +331,10 @@ class SqliteJobStore:
             total=total,
             offset=offset,
             limit=limit,
-            rows=tuple(JobItem(key=r[0], position=int(r[1]), data=json.loads(r[2])) for r in rows),
+            rows=tuple(
+                JobItem(key=r[0], position=int(r[1]), data=self._seal.loads(r[2], context=items_context(job_id, r[0])))
+                for r in rows
+            ),
         )
 
     # --- workers ----------------------------------------------------------------------------------------------
@@ -393,7 +365,7 @@ class SqliteJobStore:
                     conn.execute(
                         "UPDATE jobs SET state = ?, errors_json = ?, lease_owner = NULL, lease_expires_s = NULL, "
                         "time_completed_s = ? WHERE id = ?",
-                        (final.value, json.dumps(errors), now, job_id),
+                        (final.value, self._seal.dumps(errors, context=f"jobs/{job_id}/errors"), now, job_id),
                     )
                     continue
                 conn.execute(
@@ -422,7 +394,11 @@ class SqliteJobStore:
     def put_items(
         self, job_id: str, worker_id: str, items: Iterable[JobItem], *, done_units: Sequence[str] = ()
     ) -> None:
-        rows = [(job_id, item.key, item.position, json.dumps(item.data)) for item in items]
+        rows = [
+            (job_id, item.key, item.position, self._seal.dumps(item.data, context=items_context(job_id, item.key)))
+            for item in items
+        ]
+        units = [self._seal.seal_text(u, context=f"jobs/{job_id}/units") for u in done_units]
 
         def put(conn: sqlite3.Connection) -> None:
             self._held(conn, job_id, worker_id)
@@ -433,7 +409,7 @@ class SqliteJobStore:
                 rows,
             )
             conn.executemany(
-                "INSERT OR IGNORE INTO job_units (job_id, unit_key) VALUES (?, ?)", [(job_id, u) for u in done_units]
+                "INSERT OR IGNORE INTO job_units (job_id, unit_key) VALUES (?, ?)", [(job_id, u) for u in units]
             )
 
         self._write(put)
@@ -441,7 +417,7 @@ class SqliteJobStore:
     def done_units(self, job_id: str) -> frozenset[str]:
         with self._lock:
             rows = self._conn.execute("SELECT unit_key FROM job_units WHERE job_id = ?", (job_id,)).fetchall()
-        return frozenset(r[0] for r in rows)
+        return frozenset(self._seal.open_text(r[0], context=f"jobs/{job_id}/units") for r in rows)
 
     def finish(
         self,
@@ -464,8 +440,8 @@ class SqliteJobStore:
                 "result_path = ?, lease_owner = NULL, lease_expires_s = NULL, time_completed_s = ? WHERE id = ?",
                 (
                     state.value,
-                    json.dumps(list(summary)),
-                    json.dumps([e.to_dict() for e in errors]),
+                    self._seal.dumps(list(summary), context=f"jobs/{job_id}/summary"),
+                    self._seal.dumps([e.to_dict() for e in errors], context=f"jobs/{job_id}/errors"),
                     result_path,
                     self._clock(),
                     job_id,

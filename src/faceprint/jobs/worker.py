@@ -154,6 +154,10 @@ class JobWorker:
         In confidential mode, orphaned uploads (no waiting or running job uses them: a crash between a
         job's end and the release of its uploads) are swept at start and every ``sweep_every_s`` while idle.
         """
+        if self._config.confidential:
+            from faceprint.logs import install_confidential_logging
+
+            install_confidential_logging()  # idempotent; the worker's own records are scrubbed too
         last_sweep = -math.inf
         try:
             while not stop.is_set():

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
@@ -624,7 +624,7 @@ class VideoReport:
 
 
 def analyze_video(
-    path: str | Path,
+    path: str | Path | BinaryIO,
     engine: VideoFaceEngine,
     galleries: Sequence[Gallery],
     *,
@@ -640,7 +640,8 @@ def analyze_video(
         UsageError / ContractMismatchError / ModelError: problems of the run, not of this video.
     """
     options = options if options is not None else VideoOptions()
-    source = str(path)
+    # A file object (a job's upload, read in place) has no path worth showing: "video" names it.
+    source = str(path) if isinstance(path, str | Path) else "video"
     try:
         with open_video(path, limits=options.limits) as reader:
             tracks = track_faces(reader, engine, options=options, progress=progress, cancel=cancel)

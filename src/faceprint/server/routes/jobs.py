@@ -128,7 +128,7 @@ def detailed_results(
     )
 
 
-@router.get("/{job_id}/result")
+@router.get("/{job_id}/result", response_model=None)
 def job_result(job_id: str, service: ServiceDep) -> FileResponse | StreamingResponse:
     """The face_pairs job's TAR.GZ (the bytes ``faceprint pairs`` writes for the same datasets)."""
     job = service.store.get(job_id)
