@@ -47,6 +47,8 @@ PARAMS = {
     "face_detection_scale": 600,
     "enable_top_k": False,
     "top_k": 3,
+    # faceprint's own: None means "the mode's default" (off in confidential mode).
+    "thumbnails": None,
 }
 
 
