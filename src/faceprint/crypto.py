@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from faceprint.errors import EXIT_USAGE, FaceprintError
+from faceprint.io.atomic import open_atomic
 
 if TYPE_CHECKING:
     from faceprint.settings import Settings
@@ -594,3 +595,45 @@ def is_sealed_stream(head: bytes) -> bool:
         False
     """
     return head[4 : 4 + len(MAGIC) + 1] == MAGIC + bytes([FORMAT_VERSION])
+
+
+def sealed_stream_key_id(head: bytes) -> str | None:
+    """The key id of a sealed stream from its first bytes, or ``None`` for a file in clear.
+
+    Example:
+        >>> cipher = RecordCipher(EncryptionKey.generate())
+        >>> sealed = io.BytesIO()
+        >>> _ = encrypt_stream(io.BytesIO(b"x"), sealed, cipher, context="c")
+        >>> sealed_stream_key_id(sealed.getvalue()) == cipher.key_id, sealed_stream_key_id(b"clear bytes")
+        (True, None)
+    """
+    if not is_sealed_stream(head):
+        return None
+    return record_key_id(head[4 : 4 + RECORD_OVERHEAD_BYTES])
+
+
+def reseal_file(path: str | os.PathLike[str], cipher: RecordCipher, *, context: str) -> bool:
+    """Re-encrypt a sealed file under ``cipher``'s key (a file in clear gets sealed); ``False``: already current.
+
+    The new stream is written beside the file and replaces it in one rename, so a crash leaves either
+    the old stream (readable with the old key among ``previous_keys``) or the new one, never a mix; the
+    plaintext passes through memory one chunk at a time and never reaches the disk.
+
+    Raises:
+        EncryptionKeyMismatchError: the file is under a key ``cipher`` does not hold.
+        EncryptedRecordCorruptError: the file is damaged or bound to another context.
+    """
+    target = Path(path)
+    with target.open("rb") as probe:
+        head = probe.read(4 + RECORD_OVERHEAD_BYTES)
+    key_id = sealed_stream_key_id(head)
+    if key_id == cipher.key_id:
+        return False
+    source: BinaryIO = target.open("rb")
+    try:
+        reader: BinaryIO = source if key_id is None else open_sealed(source, cipher, context=context)
+        with reader, open_atomic(target) as out:
+            encrypt_stream(reader, out, cipher, context=context)
+    finally:
+        source.close()
+    return True

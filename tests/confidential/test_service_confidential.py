@@ -176,3 +176,123 @@ def test_confidential_service_keeps_no_face_data_and_answers_the_same(tmp_path: 
     plain_raw = _raw(tmp_path / "plain")
     assert b"\x89PNG" in plain_raw and NAMES[1].encode() in plain_raw
     assert base64.b64encode(b"\xff\xd8\xff")[:3] in plain_raw or b"/9j/" in plain_raw  # a JPEG thumbnail
+
+
+def _keyed_run(root: Path, key: EncryptionKey, clip: bytes) -> tuple[list[str], list[str]]:
+    """A service with a key only (uploads kept): enrol, a recognition job (index on) and a pairs job;
+    returns the upload ids and the job ids."""
+    settings = ServerSettings(data_dir=root, api_keys=KEY, pipeline_factory=FAKE, encryption_key=key.to_base64())
+    with TestClient(create_app(settings), headers={"Authorization": f"Key {KEY}"}) as client:
+
+        def upload(data: bytes, name: str) -> str:
+            uri: str = client.post("/api/v1/storage/", files={"file": (name, data)}).json()["uri"]
+            return uri
+
+        assert client.post("/api/v1/models/", json={"name": "staff"}).status_code == 201
+        ruby = upload(make_face_png(RED), NAMES[0])
+        assert client.post("/api/v1/models/staff/persons/", json={"name": "Ruby", "sources": [ruby]}).status_code == 201
+        sources = [upload(make_face_png(RED), NAMES[0]), upload(make_face_png(GREEN), NAMES[1]), upload(clip, NAMES[2])]
+        params = {"model": "staff", "index_unknowns": True, "enable_top_k": True, "thumbnails": True}
+        recognition = client.post(
+            "/api/v1/jobs/", json={"sources": sources, "modules": {"face_recognition": params}}
+        ).json()["id"]
+        dataset = upload(_dataset(), NAMES[3])
+        pairs = client.post("/api/v1/jobs/", json={"sources": [dataset], "modules": {"face_pairs": {}}}).json()["id"]
+    assert _run_jobs(settings) == 2
+    return [u.removeprefix("storage://") for u in (ruby, *sources, dataset)], [recognition, pairs]
+
+
+def _read_all(root: Path, key: EncryptionKey, uploads: list[str], jobs: list[str]) -> dict[str, Any]:
+    """Everything the service answers about that data under ``key`` alone."""
+    settings = ServerSettings(data_dir=root, api_keys=KEY, pipeline_factory=FAKE, encryption_key=key.to_base64())
+    with TestClient(create_app(settings), headers={"Authorization": f"Key {KEY}"}) as client:
+        files = [client.get(f"/api/v1/storage/{u}/file") for u in uploads]
+        assert all(f.status_code == 200 for f in files), [f.text for f in files]
+        records = [client.get(f"/api/v1/storage/{u}").json() for u in uploads]
+        job_views = [client.get(f"/api/v1/jobs/{j}").json() for j in jobs]
+        items = list(_pages(client, jobs[0]))
+        result = client.get(f"/api/v1/jobs/{jobs[1]}/result")
+        assert result.status_code == 200, result.text
+        persons = client.get("/api/v1/models/staff/persons/").json()
+        compare = client.post(
+            "/api/v1/jobs/",
+            json={"sources": [f"storage://{uploads[1]}"], "modules": {"face_recognition": {"model": "staff"}}},
+        ).json()["id"]
+        assert _run_jobs(settings) == 1
+        again = [(i["meta"]["person"], i["meta"]["mean_similarity"]) for i in _pages(client, compare)]
+    return {
+        "files": [f.content for f in files],
+        "records": records,
+        "jobs": [(v["state"], v["errors"]) for v in job_views],
+        "items": items,
+        "result": result.content,
+        "persons": persons,
+        "identify": again,
+    }
+
+
+def test_rotating_a_data_dir_keeps_every_answer_and_survives_a_crash(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from faceprint.cli.common import CliContext
+    from faceprint.cli.main import app
+    from faceprint.crypto import RecordCipher
+    from faceprint.jobs.rotation import rotate_data_dir
+    from faceprint.settings import Settings
+
+    root = tmp_path / "data"
+    old, new = EncryptionKey.generate(), EncryptionKey.generate()
+    old_file, new_file = tmp_path / "old.key", tmp_path / "new.key"
+    old.write_file(old_file)
+    new.write_file(new_file)
+    uploads, jobs = _keyed_run(root, old, _clip(tmp_path / "clip.mp4"))
+    before = _read_all(root, old, uploads, jobs)
+    assert before["jobs"] == [("completed", [])] * 2 and before["items"] and before["identify"][0][0] == "Ruby"
+
+    # A crash once the galleries and the job payloads are rotated, before uploads and results.
+    keyring = RecordCipher(new, previous_keys=[old])
+
+    class Crash(Exception):
+        pass
+
+    def crash(step: str) -> None:
+        if step == "job payloads":
+            raise Crash(step)
+
+    with SqliteJobStore(root / "jobs.sqlite", cipher=keyring) as store, pytest.raises(Crash):
+        rotate_data_dir(ServerSettings(data_dir=root).layout, store, keyring, after_step=crash)
+
+    # Half-rotated: the new key alone cannot read the uploads yet, a clear error rather than garbage.
+    settings = ServerSettings(data_dir=root, api_keys=KEY, pipeline_factory=FAKE, encryption_key=new.to_base64())
+    with TestClient(create_app(settings), headers={"Authorization": f"Key {KEY}"}) as client:
+        half = client.get(f"/api/v1/storage/{uploads[1]}/file")
+        assert half.status_code >= 400 and "encryption_key_mismatch" in half.text
+
+    result = CliRunner().invoke(
+        app,
+        ["keys", "rotate-encryption", "--data-dir", str(root), "--old-key-file", str(old_file)],
+        obj=CliContext(Settings(encryption_key_file=new_file)),
+    )
+    assert result.exit_code == 0, result.output
+    assert "0 job payloads" in result.output  # the crashed run had done them
+    assert f"{len(uploads)} uploads and 1 result archives re-encrypted" in result.output
+
+    after = _read_all(root, new, uploads, jobs)
+    assert after["files"] == before["files"] and after["records"] == before["records"]
+    assert after["jobs"] == before["jobs"] and after["items"] == before["items"]
+    assert after["result"] == before["result"] and after["persons"] == before["persons"]
+    assert [p for p, _ in after["identify"]] == [p for p, _ in before["identify"]]
+    assert [s for _, s in after["identify"]] == pytest.approx([s for _, s in before["identify"]])
+
+    # Nothing is left under the old key: the old key alone reads nothing now.
+    settings = ServerSettings(data_dir=root, api_keys=KEY, pipeline_factory=FAKE, encryption_key=old.to_base64())
+    with TestClient(create_app(settings), headers={"Authorization": f"Key {KEY}"}) as client:
+        assert "encryption_key_mismatch" in client.get(f"/api/v1/storage/{uploads[0]}/file").text
+        assert "encryption_key_mismatch" in client.get(f"/api/v1/jobs/{jobs[0]}").text
+        assert "encryption_key_mismatch" in client.get(f"/api/v1/jobs/{jobs[1]}/result").text
+    again = CliRunner().invoke(
+        app,
+        ["keys", "rotate-encryption", "--data-dir", str(root)],
+        obj=CliContext(Settings(encryption_key_file=new_file)),
+    )
+    assert again.exit_code == 0 and "0 job payloads, 0 uploads and 0 result archives" in again.output

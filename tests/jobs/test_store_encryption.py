@@ -141,3 +141,45 @@ def test_a_payload_moved_to_another_job_fails_its_check(tmp_path: Path) -> None:
         assert store.get(first).summary
         with pytest.raises(EncryptedRecordCorruptError):
             store.get(second)
+
+
+def test_rotation_reseals_every_payload_in_batches_and_a_rerun_finishes(
+    opener: tuple[Opener, Callable[[], list[str]]],
+) -> None:
+    open_store, raw = opener
+    old, new = EncryptionKey.generate(), EncryptionKey.generate()
+    first = _run_job(open_store(RecordCipher(old)))
+    second = _run_job(open_store(RecordCipher(old)))
+    clear = _run_job(open_store(None))  # written before any key: sealed by the rotation too
+    keyring = RecordCipher(new, previous_keys=[old])
+
+    class Crash(Exception):
+        pass
+
+    def crash(rotated: int) -> None:
+        raise Crash(rotated)
+
+    with pytest.raises(Crash):
+        open_store(keyring).rotate_encryption(batch_size=1, after_batch=crash)
+    # One job done (its errors, summary, item and unit), the others untouched, all readable by the keyring.
+    assert [_run_view(open_store(keyring), j[0]) for j in (first, second, clear)] == [
+        tuple(j[1:]) for j in (first, second, clear)
+    ]
+    with pytest.raises(EncryptionKeyMismatchError):
+        _run_view(open_store(RecordCipher(new)), second[0])
+
+    summary = open_store(keyring).rotate_encryption(batch_size=1)
+    assert (summary.payloads_rotated, summary.payloads_current) == (8, 4)
+    new_only = open_store(RecordCipher(new))
+    assert [_run_view(new_only, j[0]) for j in (first, second, clear)] == [tuple(j[1:]) for j in (first, second, clear)]
+    payloads = [t for t in raw() if t.startswith(("fpe1:", "[", "{"))]
+    assert payloads and all(t.startswith("fpe1:") for t in payloads)
+    assert open_store(keyring).rotate_encryption().payloads_rotated == 0
+    with pytest.raises(EncryptionKeyRequiredError):
+        open_store(None).rotate_encryption()
+
+
+def _run_view(store: JobStore, job_id: str) -> tuple[Any, ...]:
+    done = store.get(job_id)
+    items = store.items(job_id, offset=0, limit=10).rows
+    return done.summary, done.errors, [(i.key, i.data) for i in items], store.done_units(job_id)

@@ -115,3 +115,39 @@ def test_the_pairs_job_on_sealed_uploads_writes_a_sealed_result_equal_to_the_cle
     assert b"red.png" not in sealed_bytes and not sealed_bytes.startswith(b"\x1f\x8b")
     with open_sealed((tmp_path / "sealed.tar.gz").open("rb"), cipher, context="jobs/j1/result") as handle:
         assert handle.read() == (tmp_path / "clear.tar.gz").read_bytes()
+
+
+def test_rotation_reseals_uploads_clear_ones_too_and_keeps_their_bytes(tmp_path: Path) -> None:
+    from faceprint.crypto import record_key_id, sealed_stream_key_id
+
+    old, new = EncryptionKey.generate(), EncryptionKey.generate()
+    photo, archive = make_face_png(RED), _dataset()
+    old_store = UploadStore(tmp_path, cipher=RecordCipher(old))
+    sealed = old_store.save(io.BytesIO(photo), filename="a.png", max_bytes=1 << 24)
+    clear = UploadStore(tmp_path).save(io.BytesIO(archive), filename="b.tgz", max_bytes=1 << 24)
+    keyring = UploadStore(tmp_path, cipher=RecordCipher(new, previous_keys=[old]))
+    assert keyring.rotate_encryption() == (2, 0)
+    assert keyring.rotate_encryption() == (0, 2)
+    new_only = UploadStore(tmp_path, cipher=RecordCipher(new))
+    assert new_only.read_bytes(sealed.id) == photo and new_only.read_bytes(clear.id) == archive
+    assert new_only.get(sealed.id) == sealed and new_only.get(clear.id) == clear
+    for upload_id in (sealed.id, clear.id):
+        assert sealed_stream_key_id((tmp_path / upload_id / "data").read_bytes()) == new.key_id
+        assert record_key_id((tmp_path / upload_id / "meta.json").read_bytes()) == new.key_id
+    assert b"\x89PNG" not in _raw_bytes(tmp_path) and b"b.tgz" not in _raw_bytes(tmp_path)
+    with pytest.raises(EncryptionKeyMismatchError):
+        UploadStore(tmp_path, cipher=RecordCipher(old)).read_bytes(sealed.id)
+    with pytest.raises(EncryptionKeyRequiredError):
+        UploadStore(tmp_path).rotate_encryption()
+
+
+def test_rotation_without_the_old_key_changes_nothing(tmp_path: Path) -> None:
+    old = EncryptionKey.generate()
+    store = UploadStore(tmp_path, cipher=RecordCipher(old))
+    record = store.save(io.BytesIO(make_face_png(RED)), filename="a.png", max_bytes=1 << 24)
+    before = _raw_bytes(tmp_path)
+    with pytest.raises(EncryptionKeyMismatchError):
+        UploadStore(tmp_path, cipher=RecordCipher(EncryptionKey.generate())).rotate_encryption()
+    assert _raw_bytes(tmp_path) == before  # the failed re-encryption left no partial file
+    assert store.read_bytes(record.id) == make_face_png(RED)
+    assert sorted(p.name for p in (tmp_path / record.id).iterdir()) == ["data", "meta.json"]

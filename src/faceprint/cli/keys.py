@@ -8,6 +8,8 @@ Example:
     $ faceprint keys create ci --data-dir /srv/faceprint
     $ faceprint keys revoke ci --data-dir /srv/faceprint
     $ FACEPRINT_ENCRYPTION_KEY_FILE=new.key faceprint keys rotate-encryption staff --old-key-file old.key
+    $ FACEPRINT_ENCRYPTION_KEY_FILE=new.key faceprint keys rotate-encryption --data-dir /srv/faceprint \
+        --old-key-file old.key
 """
 
 from __future__ import annotations
@@ -90,27 +92,61 @@ def new_encryption_key(
 @keys_app.command("rotate-encryption")
 @handle_errors
 def rotate_encryption(
-    galleries: Annotated[list[str], typer.Argument(help="Gallery names or .sqlite paths.")],
+    galleries: Annotated[list[str] | None, typer.Argument(help="Gallery names or .sqlite paths.")] = None,
     old_key_file: Annotated[
         list[Path] | None,
         typer.Option("--old-key-file", help="A key the data is under now (repeatable); clear data needs none."),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Also a job service's data dir: its galleries, index, job results (jobs.sqlite or "
+            "FACEPRINT_DATABASE_URL), uploads and result archives. Stop its server and workers first.",
+        ),
+    ] = None,
 ) -> None:
-    """Re-encrypt galleries in place under FACEPRINT_ENCRYPTION_KEY(_FILE); rerun it after a crash to finish."""
+    """Re-encrypt in place under FACEPRINT_ENCRYPTION_KEY(_FILE); rerun it after a crash to finish."""
     from faceprint.crypto import EncryptionKey, EncryptionKeyRequiredError, cipher_from_settings
+    from faceprint.errors import UsageError
     from faceprint.gallery.location import gallery_path
     from faceprint.gallery.sqlite import SqliteGallery
 
+    if not galleries and data_dir is None:
+        raise UsageError("name the galleries to rotate, or a job service's --data-dir")
     settings = current_settings()
     old = [EncryptionKey.from_file(path) for path in ([] if old_key_file is None else old_key_file)]
     cipher = cipher_from_settings(settings, previous_keys=old)
     if cipher is None:
         raise EncryptionKeyRequiredError("set the new key in FACEPRINT_ENCRYPTION_KEY or FACEPRINT_ENCRYPTION_KEY_FILE")
-    for name in galleries:
+    out = stdout()
+    for name in galleries or []:
         with SqliteGallery.open(gallery_path(name, settings=settings), cipher=cipher) as gallery:
             summary = gallery.rotate_encryption()
-        stdout().print(
+        out.print(
             f"{name}: {summary.templates_rotated} templates re-encrypted, {summary.templates_current} already "
             f"under key {cipher.key_id}",
+            markup=False,
+        )
+    if data_dir is not None:
+        from faceprint.jobs.rotation import rotate_data_dir
+        from faceprint.server.settings import ServerSettings
+
+        server = ServerSettings(data_dir=data_dir)
+        store = server.open_job_store(cipher=cipher)
+        try:
+            done = rotate_data_dir(server.layout, store, cipher)
+        finally:
+            store.close()
+        for gallery_done in done.galleries:
+            out.print(
+                f"{gallery_done.path}: {gallery_done.templates_rotated} templates re-encrypted, "
+                f"{gallery_done.templates_current} already under key {cipher.key_id}",
+                markup=False,
+            )
+        out.print(
+            f"{data_dir}: {done.payloads.payloads_rotated} job payloads, {done.uploads_rotated} uploads and "
+            f"{done.results_rotated} result archives re-encrypted; {done.payloads.payloads_current}, "
+            f"{done.uploads_current} and {done.results_current} already under key {cipher.key_id}",
             markup=False,
         )

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from faceprint.crypto import EncryptionKeyRequiredError
 from faceprint.errors import UsageError
 from faceprint.jobs.model import (
     Job,
@@ -37,7 +38,15 @@ from faceprint.jobs.model import (
     NewJob,
     Page,
 )
-from faceprint.jobs.rows import JOB_COLUMNS, PayloadSeal, check_page, items_context, job_from_row
+from faceprint.jobs.rows import (
+    JOB_COLUMNS,
+    PayloadRotation,
+    PayloadSeal,
+    check_page,
+    items_context,
+    job_from_row,
+    rotate_payload_batch,
+)
 from faceprint.jobs.store import DEFAULT_MAX_ATTEMPTS
 from faceprint.postgres import (
     apply_migrations,
@@ -183,6 +192,37 @@ class PgJobStore:
         with self._tx() as cur:
             row = cur.execute(f"SELECT MAX(version) FROM {self._schema}.schema_version").fetchone()
             return 0 if row is None or row[0] is None else int(row[0])
+
+    def rotate_encryption(
+        self, *, batch_size: int = 100, after_batch: Callable[[int], None] | None = None
+    ) -> PayloadRotation:
+        """Re-seal every payload not yet under this store's cipher's key, a batch of jobs per transaction
+        (see :meth:`faceprint.jobs.store.SqliteJobStore.rotate_encryption`)."""
+        if self._seal.cipher is None:
+            raise EncryptionKeyRequiredError("rotating job data needs the new key in FACEPRINT_ENCRYPTION_KEY")
+        rotated = current = 0
+        after_seq = 0
+        while True:
+            with self._tx() as cur:
+
+                def query(sql: str, params: tuple[Any, ...]) -> list[Any]:
+                    cur.execute(sql, params)
+                    return cur.fetchall() if cur.description is not None else []
+
+                last, done, skipped = rotate_payload_batch(
+                    self._seal,
+                    query,
+                    table_prefix=f"{self._schema}.",
+                    placeholder="%s",
+                    after_seq=after_seq,
+                    batch_size=batch_size,
+                )
+            rotated, current = rotated + done, current + skipped
+            if last is None:
+                return PayloadRotation(payloads_rotated=rotated, payloads_current=current)
+            after_seq = last
+            if after_batch is not None:
+                after_batch(rotated)
 
     def close(self) -> None:
         with self._lock:

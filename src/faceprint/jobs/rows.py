@@ -31,17 +31,27 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from faceprint.crypto import EncryptedRecordCorruptError, EncryptionKeyRequiredError
+from faceprint.crypto import TAG_BYTES, EncryptedRecordCorruptError, EncryptionKeyRequiredError
 from faceprint.errors import UsageError
 from faceprint.jobs.model import Job, JobError, JobState
 
 if TYPE_CHECKING:
     from faceprint.crypto import RecordCipher
 
-__all__ = ["JOB_COLUMNS", "MAX_PAGE_LIMIT", "PayloadSeal", "check_page", "items_context", "job_from_row"]
+__all__ = [
+    "JOB_COLUMNS",
+    "MAX_PAGE_LIMIT",
+    "PayloadRotation",
+    "PayloadSeal",
+    "check_page",
+    "items_context",
+    "job_from_row",
+    "rotate_payload_batch",
+]
 
 MAX_PAGE_LIMIT = 1000
 SEALED_PREFIX = "fpe1:"
@@ -66,6 +76,10 @@ class PayloadSeal:
     def __init__(self, cipher: RecordCipher | None) -> None:
         self._cipher = cipher
 
+    @property
+    def cipher(self) -> RecordCipher | None:
+        return self._cipher
+
     def dumps(self, value: Any, *, context: str, sort_keys: bool = False) -> str:
         """``value`` as JSON text, sealed when there is a cipher."""
         return self.seal_text(json.dumps(value, sort_keys=sort_keys), context=context)
@@ -79,6 +93,29 @@ class PayloadSeal:
             return text
         record = self._cipher.encrypt(text.encode("utf-8"), context=context)
         return SEALED_PREFIX + base64.b64encode(record).decode("ascii")
+
+    def rotated(self, text: str, *, context: str) -> str | None:
+        """``text`` sealed anew under the cipher's key, or ``None`` when it already is (or there is no cipher).
+
+        Example:
+            >>> from faceprint.crypto import EncryptionKey, RecordCipher
+            >>> old, new = EncryptionKey.generate(), EncryptionKey.generate()
+            >>> text = PayloadSeal(RecordCipher(old)).dumps([1], context="jobs/j/summary")
+            >>> seal = PayloadSeal(RecordCipher(new, previous_keys=[old]))
+            >>> again = seal.rotated(text, context="jobs/j/summary")
+            >>> seal.loads(again, context="jobs/j/summary"), seal.rotated(again, context="jobs/j/summary")
+            ([1], None)
+        """
+        if self._cipher is None:
+            return None
+        if text.startswith(SEALED_PREFIX):
+            try:
+                head = base64.b64decode(text[len(SEALED_PREFIX) : len(SEALED_PREFIX) + 64], validate=True)
+            except ValueError:
+                head = b""
+            if not self._cipher.needs_rotation(head + bytes(TAG_BYTES)):
+                return None
+        return self.seal_text(self.open_text(text, context=context), context=context)
 
     def open_text(self, text: str, *, context: str) -> str:
         """The clear text of a stored payload.
@@ -135,3 +172,62 @@ def check_page(offset: int, limit: int) -> None:
         raise UsageError(f"offset must be at least 0, got {offset}")
     if not 1 <= limit <= MAX_PAGE_LIMIT:
         raise UsageError(f"limit must be 1-{MAX_PAGE_LIMIT}, got {limit}")
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadRotation:
+    """What a job store's ``rotate_encryption`` did."""
+
+    payloads_rotated: int
+    payloads_current: int
+    """Payloads already under the new key (a run again after a crash skips them)."""
+
+
+Query = Callable[[str, tuple[Any, ...]], list[Any]]
+
+
+def rotate_payload_batch(
+    seal: PayloadSeal, query: Query, *, table_prefix: str, placeholder: str, after_seq: int, batch_size: int
+) -> tuple[int | None, int, int]:
+    """Re-seal the payloads of the next ``batch_size`` jobs after ``after_seq`` (in one transaction: the
+    caller's ``query`` runs in it); returns (the last job's seq or ``None`` when none was left, payloads
+    rotated, payloads already current). The same SQL serves SQLite (``?``) and PostgreSQL (``%s``)."""
+    t, p = table_prefix, placeholder
+    jobs = query(
+        f"SELECT seq, id, errors_json, summary_json FROM {t}jobs WHERE seq > {p} ORDER BY seq LIMIT {p}",
+        (after_seq, batch_size),
+    )
+    rotated = current = 0
+
+    def count(new: str | None) -> bool:
+        nonlocal rotated, current
+        if new is None:
+            current += 1
+            return False
+        rotated += 1
+        return True
+
+    for seq, job_id, errors, summary in jobs:
+        new_errors = seal.rotated(errors, context=f"jobs/{job_id}/errors")
+        new_summary = seal.rotated(summary, context=f"jobs/{job_id}/summary")
+        if count(new_errors) | count(new_summary):
+            query(
+                f"UPDATE {t}jobs SET errors_json = {p}, summary_json = {p} WHERE id = {p}",
+                (errors if new_errors is None else new_errors, summary if new_summary is None else new_summary, job_id),
+            )
+        for key, data in query(f"SELECT item_key, data_json FROM {t}job_items WHERE job_id = {p}", (job_id,)):
+            new_data = seal.rotated(data, context=items_context(job_id, key))
+            if count(new_data):
+                query(
+                    f"UPDATE {t}job_items SET data_json = {p} WHERE job_id = {p} AND item_key = {p}",
+                    (new_data, job_id, key),
+                )
+        for (unit,) in query(f"SELECT unit_key FROM {t}job_units WHERE job_id = {p}", (job_id,)):
+            new_unit = seal.rotated(unit, context=f"jobs/{job_id}/units")
+            if count(new_unit):
+                query(
+                    f"UPDATE {t}job_units SET unit_key = {p} WHERE job_id = {p} AND unit_key = {p}",
+                    (new_unit, job_id, unit),
+                )
+        after_seq = int(seq)
+    return (after_seq if jobs else None), rotated, current

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from faceprint.crypto import EncryptionKeyRequiredError
 from faceprint.errors import UsageError
 from faceprint.jobs.model import (
     Job,
@@ -49,7 +50,16 @@ from faceprint.jobs.model import (
     NewJob,
     Page,
 )
-from faceprint.jobs.rows import JOB_COLUMNS, MAX_PAGE_LIMIT, PayloadSeal, check_page, items_context, job_from_row
+from faceprint.jobs.rows import (
+    JOB_COLUMNS,
+    MAX_PAGE_LIMIT,
+    PayloadRotation,
+    PayloadSeal,
+    check_page,
+    items_context,
+    job_from_row,
+    rotate_payload_batch,
+)
 
 if TYPE_CHECKING:
     from faceprint.crypto import RecordCipher
@@ -99,6 +109,12 @@ class JobStore(Protocol):
 
     def request_cancel(self, job_id: str) -> Job:
         """A waiting job is cancelled at once; a running one is flagged and its worker stops it."""
+        ...
+
+    def rotate_encryption(
+        self, *, batch_size: int = 100, after_batch: Callable[[int], None] | None = None
+    ) -> PayloadRotation:
+        """Re-seal every payload not yet under the store's cipher's key (clear ones included)."""
         ...
 
     def close(self) -> None: ...
@@ -233,6 +249,39 @@ class SqliteJobStore:
                 details={"job_id": job_id},
             )
         return job
+
+    def rotate_encryption(
+        self, *, batch_size: int = 100, after_batch: Callable[[int], None] | None = None
+    ) -> PayloadRotation:
+        """Re-seal every payload not yet under this store's cipher's key (clear ones included).
+
+        The cipher must hold the old keys as ``previous_keys``. Each batch of jobs is one write
+        transaction, so a crash (or ``after_batch`` raising, as tests do) leaves each payload wholly under
+        one key, and a second run picks up where the first stopped.
+        """
+        if self._seal.cipher is None:
+            raise EncryptionKeyRequiredError("rotating job data needs the new key in FACEPRINT_ENCRYPTION_KEY")
+        rotated = current = 0
+        after_seq = 0
+        while True:
+
+            def batch(conn: sqlite3.Connection, after_seq: int = after_seq) -> tuple[int | None, int, int]:
+                return rotate_payload_batch(
+                    self._seal,
+                    lambda sql, params: conn.execute(sql, params).fetchall(),
+                    table_prefix="",
+                    placeholder="?",
+                    after_seq=after_seq,
+                    batch_size=batch_size,
+                )
+
+            last, done, skipped = self._write(batch)
+            rotated, current = rotated + done, current + skipped
+            if last is None:
+                return PayloadRotation(payloads_rotated=rotated, payloads_current=current)
+            after_seq = last
+            if after_batch is not None:
+                after_batch(rotated)
 
     def close(self) -> None:
         with self._lock:

@@ -35,6 +35,7 @@ from faceprint.crypto import (
     is_encrypted_record,
     is_sealed_stream,
     open_sealed,
+    reseal_file,
 )
 from faceprint.errors import InputError, UsageError
 from faceprint.io.atomic import write_atomic
@@ -349,6 +350,34 @@ class UploadStore:
     def resolve(self, uri: str) -> UploadRecord:
         """The record of a ``storage://`` source (its bytes: :meth:`open`)."""
         return self.get(parse_storage_uri(uri))
+
+    def rotate_encryption(self) -> tuple[int, int]:
+        """Re-encrypt every upload not yet under this store's cipher's key (clear ones get sealed); returns
+        (uploads rotated, uploads already current).
+
+        The cipher must hold the old keys as ``previous_keys``. The data and the record are each replaced
+        in one rename, data first: a crash leaves each under the old key or the new one (both readable
+        with the keyring), and a second run finishes the job.
+        """
+        if self._cipher is None:
+            raise EncryptionKeyRequiredError("rotating uploads needs the new key in FACEPRINT_ENCRYPTION_KEY")
+        rotated = current = 0
+        if not self._root.is_dir():
+            return rotated, current
+        for folder in sorted(self._root.iterdir()):
+            meta = folder / "meta.json"
+            if not _ID_RE.match(folder.name) or not meta.is_file() or not (folder / "data").is_file():
+                continue  # not an upload, or one being deleted
+            upload_id = folder.name
+            changed = reseal_file(folder / "data", self._cipher, context=_data_context(upload_id))
+            raw = meta.read_bytes()
+            if self._cipher.needs_rotation(raw):
+                context = _meta_context(upload_id)
+                clear = self._cipher.decrypt(raw, context=context) if is_encrypted_record(raw) else raw
+                write_atomic(meta, self._cipher.encrypt(clear, context=context))
+                changed = True
+            rotated, current = (rotated + 1, current) if changed else (rotated, current + 1)
+        return rotated, current
 
     def delete(self, upload_id: str) -> None:
         """Delete an upload (no key needed: a sealed upload is deleted without being read).

@@ -13,13 +13,14 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from faceprint.crypto import RecordCipher, cipher_from_settings
+from faceprint.crypto import EncryptionKey, RecordCipher, cipher_from_settings
 from faceprint.errors import InvalidSettingError
 from faceprint.jobs.context import JobLimits
 from faceprint.jobs.layout import DataLayout
@@ -95,13 +96,16 @@ class ServerSettings:
     def confidential(self) -> bool:
         return self._core.confidential
 
-    def cipher(self) -> RecordCipher | None:
+    def cipher(self, *, previous_keys: Sequence[EncryptionKey] = ()) -> RecordCipher | None:
         """The cipher of the configured key (uploads, results, job payloads, galleries); None: no key.
+
+        ``previous_keys``: the old keys of a rotation, still read (``keys rotate-encryption``).
 
         Raises:
             EncryptionKeyInvalidError: a malformed key or an unreadable key file.
+            EncryptionKeyRequiredError: previous keys but no key.
         """
-        return cipher_from_settings(self._core)
+        return cipher_from_settings(self._core, previous_keys=previous_keys)
 
     @property
     def data_dir(self) -> Path:
@@ -158,14 +162,18 @@ class ServerSettings:
             confidential=self.confidential,
         )
 
-    def open_job_store(self) -> JobStore:
-        """The job store: PostgreSQL when ``FACEPRINT_DATABASE_URL`` is set, else ``jobs.sqlite`` in the data dir."""
+    def open_job_store(self, *, cipher: RecordCipher | Literal["settings"] | None = "settings") -> JobStore:
+        """The job store: PostgreSQL when ``FACEPRINT_DATABASE_URL`` is set, else ``jobs.sqlite`` in the data dir.
+
+        ``cipher``: the settings' key by default; a rotation passes its keyring.
+        """
+        sealing = self.cipher() if cipher == "settings" else cipher
         url = self._values.database_url
         if url is not None:
             from faceprint.jobs.pg_store import PgJobStore
 
-            return PgJobStore(url, cipher=self.cipher())
-        return SqliteJobStore(self.layout.jobs_db, cipher=self.cipher())
+            return PgJobStore(url, cipher=sealing)
+        return SqliteJobStore(self.layout.jobs_db, cipher=sealing)
 
     def __repr__(self) -> str:
         return (
