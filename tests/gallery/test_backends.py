@@ -539,8 +539,10 @@ def _drop_quality_column(backend: Backend, gallery: Any) -> None:
         import psycopg
 
         with psycopg.connect(backend.url, autocommit=True) as conn:
+            # Migration 3 (sealed vectors) came later still: undone too.
             conn.execute(f"ALTER TABLE {gallery.schema}.templates DROP COLUMN quality")
-            conn.execute(f"DELETE FROM {gallery.schema}.schema_version WHERE version = 2")
+            conn.execute(f"ALTER TABLE {gallery.schema}.templates DROP COLUMN sealed_vector")
+            conn.execute(f"DELETE FROM {gallery.schema}.schema_version WHERE version >= 2")
 
 
 def test_a_gallery_from_before_template_quality_opens_and_searches(backend: Backend) -> None:

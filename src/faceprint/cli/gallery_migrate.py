@@ -29,12 +29,16 @@ def migrate_command(
 ) -> None:
     """Copy a gallery to another backend (SQLite <-> PostgreSQL), verified: persons, templates, unknowns, contract."""
     from faceprint.cli.common import current_settings
+    from faceprint.crypto import cipher_from_settings
     from faceprint.gallery.migrate import migrate_gallery
     from faceprint.gallery.open import resolve_gallery_ref
 
-    directory = current_settings().gallery_dir
+    settings = current_settings()
+    directory = settings.gallery_dir
     summary = migrate_gallery(
-        resolve_gallery_ref(source, gallery_dir=directory), resolve_gallery_ref(destination, gallery_dir=directory)
+        resolve_gallery_ref(source, gallery_dir=directory),
+        resolve_gallery_ref(destination, gallery_dir=directory),
+        cipher=cipher_from_settings(settings),
     )
     if as_json:
         print_json(summary.to_dict())

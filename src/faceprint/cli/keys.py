@@ -92,7 +92,10 @@ def new_encryption_key(
 @keys_app.command("rotate-encryption")
 @handle_errors
 def rotate_encryption(
-    galleries: Annotated[list[str] | None, typer.Argument(help="Gallery names or .sqlite paths.")] = None,
+    galleries: Annotated[
+        list[str] | None,
+        typer.Argument(help="Gallery names, .sqlite paths or postgresql://…?gallery=NAME URLs."),
+    ] = None,
     old_key_file: Annotated[
         list[Path] | None,
         typer.Option("--old-key-file", help="A key the data is under now (repeatable); clear data needs none."),
@@ -109,8 +112,7 @@ def rotate_encryption(
     """Re-encrypt in place under FACEPRINT_ENCRYPTION_KEY(_FILE); rerun it after a crash to finish."""
     from faceprint.crypto import EncryptionKey, EncryptionKeyRequiredError, cipher_from_settings
     from faceprint.errors import UsageError
-    from faceprint.gallery.location import gallery_path
-    from faceprint.gallery.sqlite import SqliteGallery
+    from faceprint.gallery.location import open_gallery
 
     if not galleries and data_dir is None:
         raise UsageError("name the galleries to rotate, or a job service's --data-dir")
@@ -121,7 +123,7 @@ def rotate_encryption(
         raise EncryptionKeyRequiredError("set the new key in FACEPRINT_ENCRYPTION_KEY or FACEPRINT_ENCRYPTION_KEY_FILE")
     out = stdout()
     for name in galleries or []:
-        with SqliteGallery.open(gallery_path(name, settings=settings), cipher=cipher) as gallery:
+        with open_gallery(name, settings=settings, cipher=cipher) as gallery:
             summary = gallery.rotate_encryption()
         out.print(
             f"{name}: {summary.templates_rotated} templates re-encrypted, {summary.templates_current} already "

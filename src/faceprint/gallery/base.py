@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -381,6 +381,11 @@ class DatabaseSearch(Protocol):
         """The template dimension, None while no template was enrolled."""
         ...
 
+    @property
+    def searches_in_database(self) -> bool:
+        """False when the database cannot search it (encrypted templates): then it is searched in process."""
+        ...
+
     def nearest_persons(
         self, unit_queries: npt.NDArray[np.float32], *, top_k: int, together: Sequence[DatabaseSearch] = ()
     ) -> list[list[PersonCandidate]]:
@@ -484,13 +489,31 @@ class ImportSummary:
     """Templates already present (same person, identical vector): re-importing a file adds nothing."""
 
 
+@dataclass(frozen=True, slots=True)
+class RotationSummary:
+    """What a gallery's ``rotate_encryption`` did."""
+
+    templates_rotated: int
+    templates_current: int
+    """Templates already under the new key (a rotation that is run again after a crash skips them)."""
+
+
 def template_record(faceprint: Faceprint, source: str | None, created_at: str | None) -> dict[str, Any]:
     """One template as an export holds it (its faceprint, with quality when known, source and date)."""
     return {"faceprint": faceprint.to_dict(), "source": source, "created_at": created_at}
 
 
+ExportTarget = str | os.PathLike[str] | BinaryIO
+"""Where an export is written or read: a file path, or an open binary file (e.g. in memory, so that a
+migration of an encrypted gallery never writes clear vectors to disk)."""
+
+
+def _export_label(target: ExportTarget) -> str:
+    return os.fspath(target) if isinstance(target, (str, os.PathLike)) else "<in-memory export>"
+
+
 def write_export(
-    path: str | os.PathLike[str],
+    path: ExportTarget,
     *,
     gallery: str,
     contract_id: str | None,
@@ -525,9 +548,8 @@ def write_export(
         "exported_at": exported_at,
         "package_version": __version__,
     }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open_atomic(target) as handle:
+
+    def write(handle: BinaryIO) -> None:
         handle.write((json.dumps(header, sort_keys=True) + "\n").encode())
         for person in persons:
             record = {
@@ -537,10 +559,18 @@ def write_export(
                 "templates": list(templates.get(person.person_id, ())),
             }
             handle.write((json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n").encode())
+
+    if not isinstance(path, (str, os.PathLike)):
+        write(path)
+        return count
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open_atomic(target) as handle:
+        write(handle)
     return count
 
 
-def export_faceprints(record: Mapping[str, Any], path: str | os.PathLike[str]) -> list[Faceprint]:
+def export_faceprints(record: Mapping[str, Any], path: ExportTarget) -> list[Faceprint]:
     """The faceprints of one person record of an export (checked by :func:`read_export`).
 
     Raises:
@@ -550,10 +580,12 @@ def export_faceprints(record: Mapping[str, Any], path: str | os.PathLike[str]) -
         return [Faceprint.from_dict(t["faceprint"]) for t in record["templates"]]
     except (FaceprintFormatError, ValueError) as err:
         person = record["person_id"]
-        raise GalleryFormatError(f"{path}: person {person!r}: a template is not a faceprint: {err}") from err
+        raise GalleryFormatError(
+            f"{_export_label(path)}: person {person!r}: a template is not a faceprint: {err}"
+        ) from err
 
 
-def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def read_export(path: ExportTarget) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Parse a gallery export: ``(header, person records)``.
 
     Raises:
@@ -564,9 +596,12 @@ def read_export(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict
         >>> header["contract_id"]  # doctest: +SKIP
         'dlib-resnet-v1:5c1e0e3b9a47'
     """
-    source = Path(path)
+    source = _export_label(path)
     try:
-        lines = source.read_text(encoding="utf-8").splitlines()
+        if isinstance(path, (str, os.PathLike)):
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        else:
+            lines = path.read().decode("utf-8").splitlines()
     except FileNotFoundError as err:
         raise GalleryNotFoundError(f"no export file at {source}", details={"path": str(source)}) from err
     except (OSError, UnicodeDecodeError) as err:

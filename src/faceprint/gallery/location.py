@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import Gallery, GalleryNotFoundError
@@ -61,11 +61,18 @@ def gallery_path(name: str, *, settings: Settings) -> Path:
     return settings.gallery_dir / f"{name}.sqlite"
 
 
-def open_gallery(name: str, *, settings: Settings, create: bool = False) -> SqliteGallery | PgvectorGallery:
+def open_gallery(
+    name: str,
+    *,
+    settings: Settings,
+    create: bool = False,
+    cipher: RecordCipher | Literal["settings"] | None = "settings",
+) -> SqliteGallery | PgvectorGallery:
     """Open the gallery ``name`` refers to (a context manager), creating it only when asked.
 
     ``name`` is a ``postgresql://…?gallery=NAME`` URL, a ``.sqlite`` path, or a NAME: in the database of
-    ``FACEPRINT_DATABASE_URL`` when that is set, else ``<gallery dir>/NAME.sqlite``.
+    ``FACEPRINT_DATABASE_URL`` when that is set, else ``<gallery dir>/NAME.sqlite``. ``cipher``: the key of
+    the settings by default (``FACEPRINT_ENCRYPTION_KEY``); a key rotation passes its keyring.
 
     Raises:
         GalleryNotFoundError: It does not exist and ``create`` is False.
@@ -73,12 +80,13 @@ def open_gallery(name: str, *, settings: Settings, create: bool = False) -> Sqli
     """
     from faceprint.gallery.open import is_database_url, open_gallery_url, open_named_gallery
 
+    sealing = _cipher(settings) if cipher == "settings" else cipher
     if is_database_url(name):
-        return open_gallery_url(name, create=create)
+        return open_gallery_url(name, create=create, cipher=sealing)
     if settings.database_url is not None and not name.endswith(".sqlite"):
         if not _NAME_RE.match(name):
             raise UsageError(f"gallery name {name!r} must be 1-100 letters, digits, '.', '_' or '-'")
-        return open_named_gallery(name, database_url=settings.database_url, create=create)
+        return open_named_gallery(name, database_url=settings.database_url, create=create, cipher=sealing)
     path = gallery_path(name, settings=settings)
     if not path.exists() and not create:
         raise GalleryNotFoundError(
@@ -87,7 +95,7 @@ def open_gallery(name: str, *, settings: Settings, create: bool = False) -> Sqli
         )
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteGallery(path, create=create, cipher=_cipher(settings))
+    return SqliteGallery(path, create=create, cipher=sealing)
 
 
 def create_gallery(
@@ -114,7 +122,7 @@ def create_gallery(
             if not _NAME_RE.match(name) or settings.database_url is None:
                 raise UsageError(f"gallery name {name!r} must be 1-100 letters, digits, '.', '_' or '-'")
             url, gallery_name = settings.database_url, name
-        created = PgvectorGallery.create(url, gallery_name, contract_id=contract_id)
+        created = PgvectorGallery.create(url, gallery_name, contract_id=contract_id, cipher=_cipher(settings))
         return created, f"{redact_url(url)} (gallery {gallery_name})"
     path = gallery_path(name, settings=settings)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,17 +16,20 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faceprint.errors import FaceprintError, UsageError
-from faceprint.gallery.base import Gallery, GalleryExistsError, ImportSummary, Template
+from faceprint.gallery.base import ExportTarget, Gallery, GalleryExistsError, ImportSummary, Template
 from faceprint.postgres import is_database_url, redact_url
+
+if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
 
 
 class GalleryMigrationError(FaceprintError):
@@ -39,9 +42,9 @@ class GalleryMigrationError(FaceprintError):
 class PortableGallery(Gallery, Protocol):
     """A gallery that writes and reads the portable export (both built-in backends do)."""
 
-    def export_jsonl(self, path: str | os.PathLike[str]) -> int: ...
+    def export_jsonl(self, path: ExportTarget) -> int: ...
 
-    def import_jsonl(self, path: str | os.PathLike[str]) -> ImportSummary: ...
+    def import_jsonl(self, path: ExportTarget) -> ImportSummary: ...
 
     def close(self) -> None: ...
 
@@ -119,13 +122,21 @@ def verify_same_gallery(source: Gallery, copy: Gallery) -> None:
 
 
 def migrate_gallery(
-    src: PortableGallery | str | os.PathLike[str], dst: PortableGallery | str | os.PathLike[str]
+    src: PortableGallery | str | os.PathLike[str],
+    dst: PortableGallery | str | os.PathLike[str],
+    *,
+    cipher: RecordCipher | None = None,
 ) -> MigrationSummary:
     """Copy gallery ``src`` into a new, empty gallery ``dst`` and verify the copy.
+
+    The copy passes through memory (an export held in RAM), never through a file: an encrypted gallery's
+    vectors never reach the disk in clear.
 
     Args:
         src: an open gallery, an SQLite path or a ``postgresql://…?gallery=NAME`` URL (must exist).
         dst: the same kinds; a path or URL must not exist yet (it is created), an open gallery must be empty.
+        cipher: the key of galleries opened or created here (``FACEPRINT_ENCRYPTION_KEY``): needed to read
+            an encrypted source; a destination created with it is encrypted.
 
     Raises:
         GalleryExistsError: ``dst`` already exists (as a path or URL) or holds persons.
@@ -143,13 +154,13 @@ def migrate_gallery(
     with contextlib.ExitStack() as stack:
         source: PortableGallery
         if isinstance(src, (str, os.PathLike)):
-            source = stack.enter_context(contextlib.closing(open_gallery_url(src)))
+            source = stack.enter_context(contextlib.closing(open_gallery_url(src, cipher=cipher)))
         else:
             source = src
         created = isinstance(dst, (str, os.PathLike))
         target: PortableGallery
         if isinstance(dst, (str, os.PathLike)):
-            target = _create_destination(dst)
+            target = _create_destination(dst, cipher)
             stack.callback(target.close)
         else:
             target = dst
@@ -158,10 +169,11 @@ def migrate_gallery(
                     f"destination gallery {target.name!r} is not empty", details={"gallery": target.name}
                 )
         try:
-            with tempfile.TemporaryDirectory(prefix="faceprint-migrate-") as tmp:
-                export = Path(tmp) / "gallery.jsonl"
-                source.export_jsonl(export)
-                target.import_jsonl(export)
+            export = io.BytesIO()
+            source.export_jsonl(export)
+            export.seek(0)
+            target.import_jsonl(export)
+            del export
             verify_same_gallery(source, target)
         except BaseException:
             if created:
@@ -178,7 +190,7 @@ def migrate_gallery(
         )
 
 
-def _create_destination(ref: str | os.PathLike[str]) -> PortableGallery:
+def _create_destination(ref: str | os.PathLike[str], cipher: RecordCipher | None) -> PortableGallery:
     from faceprint.gallery.open import open_gallery_url, split_gallery_url
 
     text = os.fspath(ref)
@@ -192,7 +204,7 @@ def _create_destination(ref: str | os.PathLike[str]) -> PortableGallery:
             )
     elif Path(text).expanduser().exists():
         raise GalleryExistsError(f"a gallery already exists at {text}", details={"path": text})
-    return open_gallery_url(text, create=True)
+    return open_gallery_url(text, create=True, cipher=cipher)
 
 
 def _remove(target: PortableGallery, ref: PortableGallery | str | os.PathLike[str]) -> None:

@@ -29,6 +29,7 @@ from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.postgres import is_database_url, redact_url
 
 if TYPE_CHECKING:
+    from faceprint.crypto import RecordCipher
     from faceprint.gallery.pgvector import PgvectorGallery
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -80,6 +81,7 @@ def open_gallery_url(
     name: str | None = None,
     create: bool = False,
     contract_id: str | None = None,
+    cipher: RecordCipher | None = None,
 ) -> SqliteGallery | PgvectorGallery:
     """Open (or create) the gallery at a ``postgresql://…?gallery=NAME`` URL or an SQLite file path.
 
@@ -88,6 +90,7 @@ def open_gallery_url(
         name: the gallery name in the database (instead of ``?gallery=``); for SQLite, the display name.
         create: create it when missing (else :class:`~faceprint.gallery.base.GalleryNotFoundError`).
         contract_id: bind a new (or still empty) gallery to this contract.
+        cipher: encrypt templates at rest (``FACEPRINT_ENCRYPTION_KEY``); needed to read encrypted ones.
 
     Raises:
         GalleryNotFoundError: it does not exist and ``create`` is False.
@@ -111,15 +114,20 @@ def open_gallery_url(
                 f"{redact_url(text)!r} names a database, not a gallery: add ?gallery=NAME",
                 details={"url": redact_url(text)},
             )
-        return PgvectorGallery(url, chosen, create=create, contract_id=contract_id)
+        return PgvectorGallery(url, chosen, create=create, contract_id=contract_id, cipher=cipher)
     path = Path(text).expanduser()
     if not path.exists() and not create:
         raise GalleryNotFoundError(f"no gallery at {path}", details={"path": str(path)})
-    return SqliteGallery(path, create=create, contract_id=contract_id, name=name)
+    return SqliteGallery(path, create=create, contract_id=contract_id, name=name, cipher=cipher)
 
 
 def open_named_gallery(
-    name: str, *, database_url: str, create: bool = False, contract_id: str | None = None
+    name: str,
+    *,
+    database_url: str,
+    create: bool = False,
+    contract_id: str | None = None,
+    cipher: RecordCipher | None = None,
 ) -> PgvectorGallery:
     """Gallery ``name`` in the database of ``FACEPRINT_DATABASE_URL`` / ``--db`` (``database_url``).
 
@@ -134,7 +142,7 @@ def open_named_gallery(
     url, in_url = split_gallery_url(database_url)
     if in_url is not None:
         raise UsageError(f"the database URL must not name a gallery (?gallery={in_url}); pass the name instead")
-    return PgvectorGallery(url, name, create=create, contract_id=contract_id)
+    return PgvectorGallery(url, name, create=create, contract_id=contract_id, cipher=cipher)
 
 
 def resolve_gallery_ref(ref: str, *, gallery_dir: Path) -> str:

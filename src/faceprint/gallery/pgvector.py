@@ -13,6 +13,13 @@ are re-ranked exactly (float32 cosine, as the in-process index computes it) and 
 over their templates). When a probe's candidates hold fewer than ``top_k`` persons the candidate list is
 widened, up to an exact scan. ``exact=True`` skips the index altogether.
 
+With a ``cipher`` (:class:`~faceprint.crypto.RecordCipher`), template vectors and sources are stored
+AES-256-GCM encrypted as in an SQLite gallery (``templates.sealed_vector``; ``embedding`` stays NULL), each
+bound to the gallery id, template id and column. pgvector cannot search ciphertext, so such a gallery is
+searched in process like an SQLite one: its snapshot is read and decrypted (the database never sees a clear
+vector, and the HNSW index stays empty). A gallery holding encrypted templates refuses clear writes, and
+reading it without the key is :class:`~faceprint.crypto.EncryptionKeyRequiredError`.
+
 Writes of one gallery are serialised by a row lock (like SQLite's write lock) and bump a revision; reads
 are REPEATABLE READ transactions, so a search never sees half an enrolment.
 
@@ -27,9 +34,9 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
-import os
 import re
 import threading
 import uuid
@@ -40,10 +47,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from faceprint.crypto import EncryptionKeyRequiredError, RecordCipher
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import (
     AmbiguousPersonError,
     DatabaseSearch,
+    ExportTarget,
     GalleryExistsError,
     GalleryFormatError,
     GalleryNotFoundError,
@@ -53,6 +62,7 @@ from faceprint.gallery.base import (
     Person,
     PersonCandidate,
     PersonNotFoundError,
+    RotationSummary,
     Template,
     TemplateNotFoundError,
     clean_text,
@@ -126,6 +136,14 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
     # The face quality of each template (FaceQuality JSON); NULL for templates enrolled before, which are
     # judged with the reference sigmoid.
     (2, ("ALTER TABLE {schema}.templates ADD COLUMN quality TEXT",)),
+    # Encrypted galleries: the vector as an AES-GCM record; the pgvector column is NULL in their rows.
+    (
+        3,
+        (
+            "ALTER TABLE {schema}.templates ADD COLUMN sealed_vector BYTEA",
+            "ALTER TABLE {schema}.templates ALTER COLUMN embedding DROP NOT NULL",
+        ),
+    ),
 )
 """Numbered steps of each gallery's schema (the tables of an SQLite gallery); append only."""
 
@@ -136,6 +154,9 @@ HNSW_MAX_DIM = 2000
 
 HNSW_MAX_EF_SEARCH = 1000
 """pgvector's upper bound for ``hnsw.ef_search`` (an HNSW scan returns at most that many rows)."""
+
+SEALED_TEXT_PREFIX = "fpe1:"
+"""A sealed ``source``: this prefix, then the base64 of its AES-GCM record (the column is text)."""
 
 _GALLERY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -202,6 +223,7 @@ class PgvectorGallery:
         candidate_factor: candidate templates fetched per probe and gallery, as a multiple of ``top_k``
             (at least 16), before exact re-ranking.
         connect_timeout_s: how long to wait for the server.
+        cipher: encrypt template vectors and sources at rest (see the module doc).
 
     Example:
         >>> gallery = PgvectorGallery.open("postgresql://localhost/faces", "staff")  # doctest: +SKIP
@@ -219,6 +241,7 @@ class PgvectorGallery:
         ef_search: int = 100,
         candidate_factor: int = 4,
         connect_timeout_s: float = 10.0,
+        cipher: RecordCipher | None = None,
     ) -> None:
         if ef_search < 1 or ef_search > HNSW_MAX_EF_SEARCH:
             raise UsageError(f"ef_search must lie in [1, {HNSW_MAX_EF_SEARCH}], got {ef_search}")
@@ -232,6 +255,9 @@ class PgvectorGallery:
         self._snapshot: GallerySnapshot | None = None
         self._dim: int | None = None
         self._session_ef: int | None = None
+        self._cipher = cipher
+        self._gallery_id: str | None = None
+        self._encrypted = False  # once true, always: the encryption mark is never removed
         self._conn = connect(url, connect_timeout_s=connect_timeout_s)
         try:
             _ensure_catalog(self._conn, url)
@@ -341,6 +367,18 @@ class PgvectorGallery:
     def engine_key(self) -> str:
         """Galleries opened on the same URL are searched together, in one query."""
         return self._url
+
+    @property
+    def searches_in_database(self) -> bool:
+        """False for an encrypted gallery: pgvector cannot search ciphertext, so it is searched in process."""
+        return not self.is_encrypted()
+
+    def is_encrypted(self) -> bool:
+        """Whether the gallery holds (or was marked for) encrypted templates."""
+        if not self._encrypted:
+            with self._read() as cur:
+                self._encrypted = self._meta(cur, "encryption") is not None
+        return self._encrypted
 
     def drop(self) -> None:
         """Delete the gallery (its schema and catalog entry) from the database, then close it."""
@@ -700,25 +738,140 @@ class PgvectorGallery:
     ) -> list[int]:
         ids: list[int] = []
         now = now_text()
+        cipher = self._write_cipher(cur) if faceprints else None
         for faceprint, source, created_at in zip(faceprints, sources, created, strict=True):
             self._check_or_bind(cur, faceprint.contract_id, faceprint.model_id, faceprint.dim)
+            vector = np.asarray(faceprint.vector, dtype=np.float32)
             row = cur.execute(
                 f"INSERT INTO {self._schema}.templates(person_id, embedding, model_id, package_version, "
                 "model_options, source, created_at, quality) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
                 "RETURNING template_id",
                 (
                     person_id,
-                    np.asarray(faceprint.vector, dtype=np.float32),
+                    vector if cipher is None else None,
                     faceprint.model_id,
                     faceprint.package_version,
                     json.dumps(dict(faceprint.model_options), sort_keys=True),
-                    source,
+                    source if cipher is None else None,
                     now if created_at is None else created_at,
+                    # In clear even when encrypted: pose, size and sharpness say nothing of who it is.
                     quality_text(faceprint.quality),
                 ),
             ).fetchone()
-            ids.append(0 if row is None else int(row[0]))
+            template_id = 0 if row is None else int(row[0])
+            if cipher is not None:
+                self._store_encrypted(cur, cipher, template_id, vector.astype("<f4").tobytes(), source)
+            ids.append(template_id)
         return ids
+
+    # --- encryption at rest -------------------------------------------------------------------------------
+
+    def _context(self, cur: psycopg.Cursor[Any], template_id: object, column: str) -> str:
+        if self._gallery_id is None:
+            self._gallery_id = self._meta(cur, "gallery_id")
+        return f"gallery/{self._gallery_id}/templates/{template_id}/{column}"
+
+    def _write_cipher(self, cur: psycopg.Cursor[Any]) -> RecordCipher | None:
+        """The cipher to write with; refuses clear writes into a gallery that holds encrypted templates."""
+        if self._cipher is None:
+            if self._meta(cur, "encryption") is not None:
+                raise EncryptionKeyRequiredError(
+                    f"gallery {self._name!r} is encrypted: set FACEPRINT_ENCRYPTION_KEY (or _FILE) to write to it",
+                    details={"gallery": self._name},
+                )
+            return None
+        cur.execute(
+            f"INSERT INTO {self._schema}.meta(key, value) VALUES ('encryption', 'aes-256-gcm/1') "
+            "ON CONFLICT (key) DO NOTHING"
+        )
+        self._encrypted = True
+        return self._cipher
+
+    def _store_encrypted(
+        self, cur: psycopg.Cursor[Any], cipher: RecordCipher, template_id: int, vector: bytes, source: str | None
+    ) -> None:
+        sealed_source = (
+            None
+            if source is None
+            else SEALED_TEXT_PREFIX
+            + base64.b64encode(
+                cipher.encrypt(source.encode("utf-8"), context=self._context(cur, template_id, "source"))
+            ).decode("ascii")
+        )
+        cur.execute(
+            f"UPDATE {self._schema}.templates SET embedding = NULL, sealed_vector = %s, source = %s "
+            "WHERE template_id = %s",
+            (cipher.encrypt(vector, context=self._context(cur, template_id, "vector")), sealed_source, template_id),
+        )
+
+    def _decrypt(self, cur: psycopg.Cursor[Any], template_id: object, column: str, blob: bytes) -> bytes:
+        if self._cipher is None:
+            raise EncryptionKeyRequiredError(
+                f"gallery {self._name!r} holds encrypted templates: set FACEPRINT_ENCRYPTION_KEY (or _FILE) to read it",
+                details={"gallery": self._name},
+            )
+        return self._cipher.decrypt(blob, context=self._context(cur, template_id, column))
+
+    def _row_vector(
+        self, cur: psycopg.Cursor[Any], template_id: object, embedding: Any, sealed: Any
+    ) -> npt.NDArray[np.float32]:
+        """A template's vector: the pgvector value, or its sealed record decrypted."""
+        if sealed is None:
+            return _vector(embedding)
+        clear = self._decrypt(cur, template_id, "vector", bytes(sealed))
+        return np.frombuffer(clear, dtype="<f4").astype(np.float32)
+
+    def _row_source(self, cur: psycopg.Cursor[Any], template_id: object, source: Any) -> str | None:
+        if isinstance(source, str) and source.startswith(SEALED_TEXT_PREFIX):
+            record = base64.b64decode(source[len(SEALED_TEXT_PREFIX) :])
+            return self._decrypt(cur, template_id, "source", record).decode("utf-8")
+        return None if source is None else str(source)
+
+    def rotate_encryption(
+        self, *, batch_size: int = 256, after_batch: Callable[[int], None] | None = None
+    ) -> RotationSummary:
+        """Re-encrypt every template not yet under this gallery's cipher's key (clear ones included), a batch
+        per transaction, as :meth:`faceprint.gallery.sqlite.SqliteGallery.rotate_encryption` does."""
+        if self._cipher is None:
+            raise EncryptionKeyRequiredError(
+                "rotating a gallery's encryption needs the new key in FACEPRINT_ENCRYPTION_KEY"
+            )
+        cipher = self._cipher
+        rotated = current = 0
+        last_id = -1
+        while True:
+            with self._write() as cur:
+                self._write_cipher(cur)
+                binary = self._conn.cursor(binary=True)
+                rows = binary.execute(
+                    f"SELECT template_id, embedding, sealed_vector, source FROM {self._schema}.templates "
+                    "WHERE template_id > %s ORDER BY template_id LIMIT %s",
+                    (last_id, batch_size),
+                ).fetchall()
+                for template_id, embedding, sealed, source in rows:
+                    last_id = int(template_id)
+                    source_record = (
+                        base64.b64decode(source[len(SEALED_TEXT_PREFIX) :])
+                        if isinstance(source, str) and source.startswith(SEALED_TEXT_PREFIX)
+                        else None
+                    )
+                    if (
+                        sealed is not None
+                        and not cipher.needs_rotation(bytes(sealed))
+                        and (source is None or (source_record is not None and not cipher.needs_rotation(source_record)))
+                    ):
+                        current += 1
+                        continue
+                    vector = self._row_vector(cur, template_id, embedding, sealed)
+                    clear_source = self._row_source(cur, template_id, source)
+                    self._store_encrypted(cur, cipher, last_id, vector.astype("<f4").tobytes(), clear_source)
+                    rotated += 1
+            if not rows:
+                break
+            if after_batch is not None:
+                after_batch(rotated)
+        self._snapshot = None
+        return RotationSummary(templates_rotated=rotated, templates_current=current)
 
     def remove_template(self, template_id: int) -> None:
         with self._write() as cur:
@@ -731,7 +884,8 @@ class PgvectorGallery:
     def templates(self, person_id: str | None = None) -> list[Template]:
         """Templates of one person (or all), oldest first."""
         columns = (
-            "template_id, person_id, embedding, model_id, package_version, model_options, source, created_at, quality"
+            "template_id, person_id, embedding, model_id, package_version, model_options, source, created_at, quality, "
+            "sealed_vector"
         )
         with self._read(binary=True) as cur:
             contract_id = self._meta(cur, "contract_id")
@@ -743,22 +897,24 @@ class PgvectorGallery:
                 ).fetchall()
             else:
                 rows = cur.execute(f"SELECT {columns} FROM {self._schema}.templates ORDER BY template_id").fetchall()
+            vectors = [self._row_vector(cur, row[0], row[2], row[9]) for row in rows]
+            sources = [self._row_source(cur, row[0], row[6]) for row in rows]
         return [
             Template(
                 template_id=int(row[0]),
                 person_id=str(row[1]),
                 faceprint=Faceprint(
-                    vector=_vector(row[2]),
+                    vector=vector,
                     model_id=str(row[3]),
                     contract_id=str(contract_id),
                     package_version=str(row[4]),
                     model_options=json.loads(row[5]),
                     quality=quality_from_text(row[8], f"gallery {self._name!r}: template {row[0]}"),
                 ),
-                source=row[6],
+                source=source,
                 created_at=row[7],
             )
-            for row in rows
+            for row, vector, source in zip(rows, vectors, sources, strict=True)
         ]
 
     def template_count(self) -> int:
@@ -781,12 +937,13 @@ class PgvectorGallery:
                 for row in cur.execute(self._person_select() + ' ORDER BY p.person_id COLLATE "C"').fetchall()
             ]
             rows = cur.execute(
-                f"SELECT person_id, embedding, quality, template_id FROM {self._schema}.templates "
+                f"SELECT person_id, embedding, quality, template_id, sealed_vector FROM {self._schema}.templates "
                 'ORDER BY person_id COLLATE "C", template_id'
             ).fetchall()
+            clear = [self._row_vector(cur, row[3], row[1], row[4]) for row in rows]
         dim = 0 if dim_text is None else int(dim_text)
         number = {person.person_id: i for i, person in enumerate(persons)}
-        vectors = np.stack([_vector(row[1]) for row in rows]) if rows else np.empty((0, dim), np.float32)
+        vectors = np.stack(clear) if rows else np.empty((0, dim), np.float32)
         snapshot = GallerySnapshot(
             name=self._name,
             contract_id=contract_id,
@@ -856,6 +1013,9 @@ class PgvectorGallery:
             if not isinstance(other, PgvectorGallery) or other.engine_key != self.engine_key:
                 raise UsageError(f"gallery {other.name!r} lives in another database; search it separately")
             galleries.append(other)
+        encrypted = [g.name for g in galleries if g.is_encrypted()]
+        if encrypted:
+            raise UsageError(f"encrypted galleries {encrypted} are searched in process, not in the database")
         queries = normalize_rows(unit_queries)
         m = int(queries.shape[0])
         found: list[dict[tuple[int, str], PersonCandidate]] = [{} for _ in range(m)]
@@ -958,7 +1118,7 @@ class PgvectorGallery:
 
     # --- export / import ----------------------------------------------------------------------------------
 
-    def export_jsonl(self, path: str | os.PathLike[str]) -> int:
+    def export_jsonl(self, path: ExportTarget) -> int:
         """Write the gallery to the portable JSON-lines file of :meth:`SqliteGallery.export_jsonl`.
 
         Returns the number of templates written. Written to a temp file and renamed into place.
@@ -974,19 +1134,21 @@ class PgvectorGallery:
             ]
             rows = cur.execute(
                 "SELECT person_id, embedding, model_id, package_version, model_options, source, created_at, quality, "
-                f'template_id FROM {s}.templates ORDER BY person_id COLLATE "C", template_id'
+                f'template_id, sealed_vector FROM {s}.templates ORDER BY person_id COLLATE "C", template_id'
             ).fetchall()
+            vectors = [self._row_vector(cur, row[8], row[1], row[9]) for row in rows]
+            sources = [self._row_source(cur, row[8], row[5]) for row in rows]
         by_person: dict[str, list[dict[str, Any]]] = {person.person_id: [] for person in persons}
-        for row in rows:
+        for row, vector, source in zip(rows, vectors, sources, strict=True):
             faceprint = Faceprint(
-                vector=_vector(row[1]),
+                vector=vector,
                 model_id=str(row[2]),
                 contract_id=str(contract_id),
                 package_version=str(row[3]),
                 model_options=json.loads(row[4]),
                 quality=quality_from_text(row[7], f"gallery {self._name!r}: template {row[8]}"),
             )
-            by_person[row[0]].append(template_record(faceprint, row[5], row[6]))
+            by_person[row[0]].append(template_record(faceprint, source, row[6]))
         return write_export(
             path,
             gallery=self._name,
@@ -997,7 +1159,7 @@ class PgvectorGallery:
             exported_at=now_text(),
         )
 
-    def import_jsonl(self, path: str | os.PathLike[str]) -> ImportSummary:
+    def import_jsonl(self, path: ExportTarget) -> ImportSummary:
         """Add the persons and templates of an export, all or nothing (re-importing a file adds nothing).
 
         Raises:
@@ -1024,10 +1186,11 @@ class PgvectorGallery:
                 else:
                     binary = self._conn.cursor(binary=True)
                     existing = {
-                        _vector(value).astype("<f4").tobytes()
-                        for (value,) in binary.execute(
-                            f"SELECT embedding FROM {s}.templates WHERE person_id = %s", (person_id,)
-                        )
+                        self._row_vector(cur, template_id, value, sealed).astype("<f4").tobytes()
+                        for template_id, value, sealed in binary.execute(
+                            f"SELECT template_id, embedding, sealed_vector FROM {s}.templates WHERE person_id = %s",
+                            (person_id,),
+                        ).fetchall()
                     }
                 keep = [
                     i

@@ -145,8 +145,8 @@ class MultiGalleryIndex:
         names = [gallery.name for gallery in galleries]
         if len(set(names)) != len(names):
             raise UsageError(f"galleries must have distinct names, got {names}")
-        in_database = [gallery for gallery in galleries if isinstance(gallery, DatabaseSearch)]
-        snapshots = [gallery.snapshot() for gallery in galleries if not isinstance(gallery, DatabaseSearch)]
+        in_database = [g for g in galleries if isinstance(g, DatabaseSearch) and g.searches_in_database]
+        snapshots = [g.snapshot() for g in galleries if not (isinstance(g, DatabaseSearch) and g.searches_in_database)]
         self._contract_id = check_same_contract(
             [(f"gallery {s.name!r}", s.contract_id) for s in snapshots]
             + [(f"gallery {g.name!r}", g.contract_id) for g in in_database]

@@ -45,7 +45,6 @@ import threading
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +57,7 @@ from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import EXPORT_FORMAT as EXPORT_FORMAT
 from faceprint.gallery.base import (
     AmbiguousPersonError,
+    ExportTarget,
     GalleryBusyError,
     GalleryExistsError,
     GalleryFormatError,
@@ -67,6 +67,7 @@ from faceprint.gallery.base import (
     ImportSummary,
     Person,
     PersonNotFoundError,
+    RotationSummary,
     Template,
     TemplateNotFoundError,
     clean_text,
@@ -166,15 +167,6 @@ _READ_ONLY_MARKERS = ("readonly database", "read-only", "unable to open database
 
 def _is_read_only_failure(err: sqlite3.Error) -> bool:
     return any(marker in str(err).lower() for marker in _READ_ONLY_MARKERS)
-
-
-@dataclass(frozen=True, slots=True)
-class RotationSummary:
-    """What :meth:`SqliteGallery.rotate_encryption` did."""
-
-    templates_rotated: int
-    templates_current: int
-    """Templates already under the new key (a rotation that is run again after a crash skips them)."""
 
 
 class SqliteGallery:
@@ -1044,7 +1036,7 @@ class SqliteGallery:
 
     # --- export / import ----------------------------------------------------------------------------------
 
-    def export_jsonl(self, path: str | os.PathLike[str]) -> int:
+    def export_jsonl(self, path: ExportTarget) -> int:
         """Write the gallery to a portable JSON-lines file; returns the number of templates written.
 
         Line 1 is a header (``format``, ``contract_id``, ``model_id``, counts); then one line per person
@@ -1088,7 +1080,7 @@ class SqliteGallery:
             exported_at=_now(),
         )
 
-    def import_jsonl(self, path: str | os.PathLike[str]) -> ImportSummary:
+    def import_jsonl(self, path: ExportTarget) -> ImportSummary:
         """Add the persons and templates of an export, all or nothing.
 
         Persons are matched by id: an existing person gets the templates it does not already hold, so
