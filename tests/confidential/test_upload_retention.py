@@ -64,3 +64,41 @@ def test_start_up_sweep_deletes_orphans_and_partial_uploads(tmp_path: Path) -> N
         old = time.time() - 7200
         os.utime(uploads_dir / fresh.removeprefix("storage://"), (old, old))
         assert sweep_uploads(store, uploads_dir, min_age_s=3600) == [fresh.removeprefix("storage://")]
+
+
+def test_a_confidential_service_deletes_enrolment_photos_once_enrolled(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from faceprint.server.app import create_app
+    from faceprint.server.settings import ServerSettings
+    from faceprint.testing import make_face_png
+
+    def run(confidential: bool) -> tuple[int, int, int]:
+        settings = ServerSettings(
+            data_dir=tmp_path / str(confidential),
+            api_keys="k",
+            pipeline_factory="faceprint.testing:fake_pipeline_factory",
+            confidential=confidential,
+        )
+        with TestClient(create_app(settings), headers={"Authorization": "Key k"}) as client:
+            assert client.post("/api/v1/models/", json={"name": "staff"}).status_code == 201
+
+            def put(rgb: tuple[int, int, int]) -> str:
+                uri: str = client.post("/api/v1/storage/", files={"file": ("a.png", make_face_png(rgb))}).json()["uri"]
+                return uri
+
+            alone, shared = put((200, 20, 20)), put((20, 200, 20))
+            # ``shared`` is also the source of a job still waiting: it must stay for that job.
+            job = client.post("/api/v1/jobs/", json={"sources": [shared], "modules": {"face_recognition": {}}})
+            assert job.status_code in (200, 201), job.text
+            enrolled = client.post("/api/v1/models/staff/persons/", json={"name": "Ruby", "sources": [alone, shared]})
+            assert enrolled.status_code == 201, enrolled.text
+            refused = client.post("/api/v1/models/staff/persons/", json={"name": "Ruby", "sources": [alone]})
+            return (
+                client.get(f"/api/v1/storage/{alone.removeprefix('storage://')}").status_code,
+                client.get(f"/api/v1/storage/{shared.removeprefix('storage://')}").status_code,
+                refused.status_code,
+            )
+
+    assert run(confidential=False) == (200, 200, 201)
+    assert run(confidential=True) == (404, 200, 404)  # gone once enrolled; kept for the waiting job

@@ -21,14 +21,14 @@ import contextlib
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from faceprint.jobs.model import Job, JobState
 from faceprint.jobs.store import MAX_PAGE_LIMIT, JobStore
 from faceprint.jobs.uploads import InvalidSourceError, UploadNotFoundError, UploadStore, parse_storage_uri
 
-__all__ = ["release_job_uploads", "sweep_uploads"]
+__all__ = ["release_job_uploads", "release_uploads", "sweep_uploads"]
 
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -67,9 +67,21 @@ def release_job_uploads(job: Job, store: JobStore, uploads: UploadStore) -> list
     """
     if not job.state.is_final:
         return []
-    keep = _in_use(store, besides=job.id)
+    return _delete_unused(_upload_ids(job), store, uploads, besides=job.id)
+
+
+def release_uploads(upload_ids: Iterable[str], store: JobStore, uploads: UploadStore) -> list[str]:
+    """Delete these uploads unless a waiting or running job uses them; returns the ids deleted.
+
+    For uploads used outside jobs (a confidential service's enrolment photos, once enrolled).
+    """
+    return _delete_unused(set(upload_ids), store, uploads, besides=None)
+
+
+def _delete_unused(ids: set[str], store: JobStore, uploads: UploadStore, *, besides: str | None) -> list[str]:
+    keep = _in_use(store, besides=besides)
     deleted: list[str] = []
-    for upload_id in sorted(_upload_ids(job) - keep):
+    for upload_id in sorted(ids - keep):
         with contextlib.suppress(UploadNotFoundError):
             uploads.delete(upload_id)
             deleted.append(upload_id)

@@ -18,6 +18,7 @@ from faceprint.analyze import AnalyzeItem
 from faceprint.enroll import enroll, plan_for_person
 from faceprint.gallery.base import GalleryExistsError, GalleryNotFoundError, resolve_person
 from faceprint.gallery.sqlite import SqliteGallery
+from faceprint.jobs.retention import release_uploads
 from faceprint.jobs.uploads import parse_storage_uri
 from faceprint.server.deps import ServiceDep, base_url
 from faceprint.server.schemas import EnrollRequest, GalleryCreate, RenameRequest, page_to_dict
@@ -110,15 +111,25 @@ def list_persons(gallery_id: str, service: ServiceDep) -> dict[str, Any]:
 
 @router.post("/{gallery_id}/persons/", status_code=201)
 def enroll_person(gallery_id: str, body: EnrollRequest, service: ServiceDep) -> dict[str, Any]:
-    """Enrol the person's photos (uploads) with the library's rule: one face per photo, else skipped."""
+    """Enrol the person's photos (uploads) with the library's rule: one face per photo, else skipped.
+
+    In confidential mode the photos are deleted once the call ends (enrolled or not), unless a waiting or
+    running job uses them.
+    """
     items = []
+    upload_ids = []
     for uri in body.sources:
         upload_id = parse_storage_uri(uri)
         service.uploads.get(upload_id)  # an unknown upload is a 404 before any work
+        upload_ids.append(upload_id)
         items.append(AnalyzeItem(key=uri, source=functools.partial(service.uploads.read_bytes, upload_id)))
-    with open_gallery(service, gallery_id) as gallery:
-        report = enroll(gallery, service.analyzer, plan_for_person(body.name, items))
-        return {**report.to_dict(), "templates_added": report.templates_added}
+    try:
+        with open_gallery(service, gallery_id) as gallery:
+            report = enroll(gallery, service.analyzer, plan_for_person(body.name, items))
+            return {**report.to_dict(), "templates_added": report.templates_added}
+    finally:
+        if service.settings.confidential:
+            release_uploads(upload_ids, service.store, service.uploads)
 
 
 @router.patch("/{gallery_id}/persons/{person_id}")
