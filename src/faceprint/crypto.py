@@ -38,7 +38,7 @@ import hashlib
 import io
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -304,6 +304,36 @@ class RecordCipher:
     @staticmethod
     def _aad(header: bytes, context: str) -> bytes:
         return _AAD_LABEL + header[: len(MAGIC) + 1 + KEY_ID_BYTES] + context.encode("utf-8")
+
+
+Batch = Callable[[int], tuple[int | None, int, int]]
+"""One rotation batch after a position: ``(its last position or None when none was left, rotated, current)``."""
+
+
+def rotate_in_batches(batch: Batch, *, start: int, after_batch: Callable[[int], None] | None = None) -> tuple[int, int]:
+    """Run ``batch`` (one transaction each) from ``start`` until none is left; returns (rotated, current).
+
+    ``after_batch`` gets the running count of rotated records after every batch (tests raise in it to stand
+    for a crash: the batches done stay done, and a second run skips them as current).
+
+    Example:
+        >>> rows = [1, 2, 3]
+        >>> def batch(after: int) -> tuple[int | None, int, int]:
+        ...     left = [r for r in rows if r > after][:2]
+        ...     return (left[-1] if left else None), len(left), 0
+        >>> rotate_in_batches(batch, start=0)
+        (3, 0)
+    """
+    rotated = current = 0
+    position = start
+    while True:
+        last, done, skipped = batch(position)
+        rotated, current = rotated + done, current + skipped
+        if last is None:
+            return rotated, current
+        position = last
+        if after_batch is not None:
+            after_batch(rotated)
 
 
 def load_key(*, key_base64: str | None, key_file: Path | None) -> EncryptionKey | None:
@@ -630,10 +660,7 @@ def reseal_file(path: str | os.PathLike[str], cipher: RecordCipher, *, context: 
     if key_id == cipher.key_id:
         return False
     source: BinaryIO = target.open("rb")
-    try:
-        reader: BinaryIO = source if key_id is None else open_sealed(source, cipher, context=context)
-        with reader, open_atomic(target) as out:
+    with source if key_id is None else open_sealed(source, cipher, context=context) as reader:
+        with open_atomic(target) as out:
             encrypt_stream(reader, out, cipher, context=context)
-    finally:
-        source.close()
     return True

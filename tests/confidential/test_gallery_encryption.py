@@ -17,32 +17,8 @@ from faceprint.crypto import (
     record_key_id,
 )
 from faceprint.gallery.sqlite import SqliteGallery
-from faceprint.types import Faceprint
 
-DIM = 128
-
-
-def _faceprints(count: int, *, seed: int) -> list[Faceprint]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(count, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [Faceprint(v, model_id="m", contract_id="m:1", package_version="0") for v in vectors]
-
-
-def _fill(gallery: SqliteGallery, people: int = 6, per_person: int = 3) -> list[Faceprint]:
-    enrolled = _faceprints(people * per_person, seed=1)
-    for p in range(people):
-        person = gallery.add_person(f"Person {p}")
-        chunk = enrolled[p * per_person : (p + 1) * per_person]
-        gallery.enroll(person.person_id, chunk, sources=[f"person{p}_{i}.jpg" for i in range(per_person)])
-    return enrolled
-
-
-def _answers(gallery: SqliteGallery, probes: list[Faceprint]) -> list[list[tuple[str, float]]]:
-    return [
-        [(m.name, round(float(m.similarity), 6)) for m in result.matches]
-        for result in gallery.search(probes, top_k=3, min_similarity=-1.0)
-    ]
+from .gallery_data import DIM, answers, faceprints, fill
 
 
 def _file_bytes(path: Path) -> bytes:
@@ -59,11 +35,11 @@ def test_same_answers_with_encryption_on_and_off(tmp_path: Path, cipher: RecordC
         SqliteGallery.create(tmp_path / "clear.sqlite") as clear,
         SqliteGallery.create(tmp_path / "sealed.sqlite", cipher=cipher) as sealed,
     ):
-        _fill(clear)
-        enrolled = _fill(sealed)
-        probes = [*_faceprints(5, seed=9), enrolled[4]]
-        assert _answers(sealed, probes) == _answers(clear, probes)
-        assert _answers(sealed, probes)[-1][0][0] == "Person 1"
+        fill(clear)
+        enrolled = fill(sealed)
+        probes = [*faceprints(5, seed=9), enrolled[4]]
+        assert answers(sealed, probes) == answers(clear, probes)
+        assert answers(sealed, probes)[-1][0][0] == "Person 1"
         clear_templates = clear.templates()
         sealed_templates = sealed.templates()
         assert [t.source for t in sealed_templates] == [t.source for t in clear_templates]
@@ -71,13 +47,13 @@ def test_same_answers_with_encryption_on_and_off(tmp_path: Path, cipher: RecordC
             np.testing.assert_array_equal(a.faceprint.vector, b.faceprint.vector)
     # Reopened by another handle with the key: the same again.
     with SqliteGallery.open(tmp_path / "sealed.sqlite", cipher=cipher) as again:
-        assert _answers(again, probes) == _answers(SqliteGallery.open(tmp_path / "clear.sqlite"), probes)
+        assert answers(again, probes) == answers(SqliteGallery.open(tmp_path / "clear.sqlite"), probes)
 
 
 def test_no_clear_vector_or_source_in_the_file(tmp_path: Path, cipher: RecordCipher) -> None:
     path = tmp_path / "sealed.sqlite"
     with SqliteGallery.create(path, cipher=cipher) as gallery:
-        enrolled = _fill(gallery)
+        enrolled = fill(gallery)
     raw = _file_bytes(path)
     for fp in enrolled:
         assert fp.vector.astype("<f4").tobytes()[:32] not in raw
@@ -90,7 +66,7 @@ def test_no_clear_vector_or_source_in_the_file(tmp_path: Path, cipher: RecordCip
 def test_key_errors(tmp_path: Path, cipher: RecordCipher) -> None:
     path = tmp_path / "sealed.sqlite"
     with SqliteGallery.create(path, cipher=cipher) as gallery:
-        _fill(gallery, people=1)
+        fill(gallery, people=1)
     with SqliteGallery.open(path) as keyless:
         assert [p.name for p in keyless.persons()] == ["Person 0"]  # names stay searchable
         with pytest.raises(EncryptionKeyRequiredError):
@@ -99,7 +75,7 @@ def test_key_errors(tmp_path: Path, cipher: RecordCipher) -> None:
             keyless.templates()
         person = keyless.persons()[0]
         with pytest.raises(EncryptionKeyRequiredError):  # never a clear write into an encrypted gallery
-            keyless.enroll(person.person_id, _faceprints(1, seed=3))
+            keyless.enroll(person.person_id, faceprints(1, seed=3))
     with SqliteGallery.open(path, cipher=RecordCipher(EncryptionKey.generate())) as wrong:
         with pytest.raises(EncryptionKeyMismatchError) as info:
             wrong.snapshot()
@@ -109,7 +85,7 @@ def test_key_errors(tmp_path: Path, cipher: RecordCipher) -> None:
 def test_a_blob_moved_to_another_row_is_refused(tmp_path: Path, cipher: RecordCipher) -> None:
     path = tmp_path / "sealed.sqlite"
     with SqliteGallery.create(path, cipher=cipher) as gallery:
-        _fill(gallery, people=2, per_person=1)
+        fill(gallery, people=2, per_person=1)
     with sqlite3.connect(path) as conn:
         (first, second) = [row[0] for row in conn.execute("SELECT template_id FROM templates ORDER BY 1")]
         conn.execute(
@@ -122,7 +98,7 @@ def test_a_blob_moved_to_another_row_is_refused(tmp_path: Path, cipher: RecordCi
 
 def test_export_import_through_encryption(tmp_path: Path, cipher: RecordCipher) -> None:
     with SqliteGallery.create(tmp_path / "a.sqlite", cipher=cipher) as source:
-        _fill(source)
+        fill(source)
         source.export_jsonl(tmp_path / "a.jsonl")
     with SqliteGallery.create(tmp_path / "b.sqlite", cipher=cipher) as target:
         first = target.import_jsonl(tmp_path / "a.jsonl")
@@ -143,13 +119,13 @@ def test_rotation_is_recoverable_after_a_crash(tmp_path: Path, start: str) -> No
     old, new = EncryptionKey.generate(), EncryptionKey.generate()
     path = tmp_path / "g.sqlite"
     with SqliteGallery.create(path, cipher=None if start == "clear" else RecordCipher(old)) as gallery:
-        _fill(gallery, people=5, per_person=4)
-        probes = _faceprints(4, seed=5)
-        before = _answers(gallery, probes) if start == "clear" else None
+        fill(gallery, people=5, per_person=4)
+        probes = faceprints(4, seed=5)
+        before = answers(gallery, probes) if start == "clear" else None
     rotating = RecordCipher(new, previous_keys=[old])
     with SqliteGallery.open(path, cipher=rotating) as gallery:
         if before is None:
-            before = _answers(gallery, probes)
+            before = answers(gallery, probes)
         with pytest.raises(_Crash):
             gallery.rotate_encryption(batch_size=7, after_batch=_crash_after_first_batch)
         with sqlite3.connect(path) as conn:
@@ -158,11 +134,11 @@ def test_rotation_is_recoverable_after_a_crash(tmp_path: Path, start: str) -> No
             ]
         assert key_ids[:7] == [new.key_id] * 7
         assert key_ids[7:] == [None if start == "clear" else old.key_id] * 13
-        assert _answers(gallery, probes) == before  # half-rotated: still whole and readable
+        assert answers(gallery, probes) == before  # half-rotated: still whole and readable
         summary = gallery.rotate_encryption(batch_size=7)
         assert (summary.templates_rotated, summary.templates_current) == (13, 7)
     with SqliteGallery.open(path, cipher=RecordCipher(new)) as gallery:
-        assert _answers(gallery, probes) == before
+        assert answers(gallery, probes) == before
         assert gallery.rotate_encryption().templates_rotated == 0
         assert {t.source for t in gallery.templates()} >= {"person0_0.jpg", "person4_3.jpg"}
 
@@ -170,7 +146,7 @@ def test_rotation_is_recoverable_after_a_crash(tmp_path: Path, start: str) -> No
 def test_merge_and_split_keep_encrypted_templates_readable(tmp_path: Path, cipher: RecordCipher) -> None:
     """Records are bound to their template id, not their person: moving templates between persons is fine."""
     with SqliteGallery.create(tmp_path / "g.sqlite", cipher=cipher) as gallery:
-        _fill(gallery, people=3, per_person=2)
+        fill(gallery, people=3, per_person=2)
         before = {t.template_id: t.faceprint.vector.tobytes() for t in gallery.templates()}
         a, b, c = sorted(gallery.persons(), key=lambda p: p.name)
         gallery.merge_persons(a.person_id, [b.person_id])

@@ -24,37 +24,14 @@ from faceprint.crypto import (
     RecordCipher,
     record_key_id,
 )
+from faceprint.errors import UsageError
 from faceprint.gallery.base import GalleryNotFoundError
 from faceprint.gallery.pgvector import PgvectorGallery
 from faceprint.gallery.search import MultiGalleryIndex
 from faceprint.gallery.sqlite import SqliteGallery
 from faceprint.settings import Settings
-from faceprint.types import Faceprint
 
-DIM = 128
-
-
-def _faceprints(count: int, *, seed: int) -> list[Faceprint]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.normal(size=(count, DIM)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [Faceprint(v, model_id="m", contract_id="m:1", package_version="0") for v in vectors]
-
-
-def _fill(gallery: PgvectorGallery | SqliteGallery, people: int = 6, per_person: int = 3) -> list[Faceprint]:
-    enrolled = _faceprints(people * per_person, seed=1)
-    for p in range(people):
-        person = gallery.add_person(f"Person {p}", person_id=f"p{p:02d}")
-        chunk = enrolled[p * per_person : (p + 1) * per_person]
-        gallery.enroll(person.person_id, chunk, sources=[f"person{p}_{i}.jpg" for i in range(per_person)])
-    return enrolled
-
-
-def _answers(gallery: PgvectorGallery | SqliteGallery, probes: list[Faceprint]) -> list[list[tuple[str, float]]]:
-    return [
-        [(m.name, round(float(m.similarity), 5)) for m in result.matches]
-        for result in gallery.search(probes, top_k=3, min_similarity=-1.0)
-    ]
+from .gallery_data import answers, faceprints, fill
 
 
 @pytest.fixture
@@ -93,20 +70,20 @@ def test_same_answers_as_clear_galleries_and_nothing_clear_in_the_database(
         _new(make, cipher) as sealed,
         SqliteGallery.create(tmp_path / "s.sqlite", cipher=cipher) as local,
     ):
-        _fill(clear)
-        enrolled = _fill(sealed)
-        _fill(local)
-        probes = [*_faceprints(5, seed=9), enrolled[4]]
+        fill(clear)
+        enrolled = fill(sealed)
+        fill(local)
+        probes = [*faceprints(5, seed=9), enrolled[4]]
         assert clear.searches_in_database and not sealed.searches_in_database
-        assert _answers(sealed, probes) == _answers(clear, probes) == _answers(local, probes)
-        assert _answers(sealed, probes)[-1][0][0] == "Person 1"
+        assert answers(sealed, probes) == answers(clear, probes) == answers(local, probes)
+        assert answers(sealed, probes)[-1][0][0] == "Person 1"
         assert [t.source for t in sealed.templates()] == [t.source for t in clear.templates()]
         for a, b in zip(clear.templates(), sealed.templates(), strict=True):
             np.testing.assert_array_equal(a.faceprint.vector, b.faceprint.vector)
         # An encrypted and a clear gallery of one database searched together (one in process, one in SQL).
         together = MultiGalleryIndex([clear, sealed]).search(probes, top_k=2, min_similarity=-1.0)
         assert {m.gallery for r in together for m in r.matches} == {clear.name, sealed.name}
-        with pytest.raises(Exception, match="searched in process"):
+        with pytest.raises(UsageError, match="searched in process"):
             clear.nearest_persons(np.stack([p.vector for p in probes]), top_k=1, together=[sealed])
 
         rows = _raw(sealed)
@@ -122,7 +99,7 @@ def test_same_answers_as_clear_galleries_and_nothing_clear_in_the_database(
 def test_key_errors_and_a_moved_record(make: tuple[str, list[str]]) -> None:
     cipher = RecordCipher(EncryptionKey.generate())
     with _new(make, cipher) as gallery:
-        _fill(gallery, people=2, per_person=1)
+        fill(gallery, people=2, per_person=1)
         url, name = make[0], gallery.name
     with PgvectorGallery.open(url, name) as keyless:
         assert [p.name for p in keyless.persons()] == ["Person 0", "Person 1"]  # names stay clear
@@ -130,9 +107,9 @@ def test_key_errors_and_a_moved_record(make: tuple[str, list[str]]) -> None:
         with pytest.raises(EncryptionKeyRequiredError):
             keyless.snapshot()
         with pytest.raises(EncryptionKeyRequiredError):
-            keyless.search(_faceprints(1, seed=2), top_k=1)
+            keyless.search(faceprints(1, seed=2), top_k=1)
         with pytest.raises(EncryptionKeyRequiredError):  # never a clear write into an encrypted gallery
-            keyless.enroll("p00", _faceprints(1, seed=3))
+            keyless.enroll("p00", faceprints(1, seed=3))
     with PgvectorGallery.open(url, name, cipher=RecordCipher(EncryptionKey.generate())) as wrong:
         with pytest.raises(EncryptionKeyMismatchError):
             wrong.templates()
@@ -152,7 +129,7 @@ def test_key_errors_and_a_moved_record(make: tuple[str, list[str]]) -> None:
 def test_export_import_through_encryption(make: tuple[str, list[str]], tmp_path: Path) -> None:
     cipher = RecordCipher(EncryptionKey.generate())
     with _new(make, cipher) as source, _new(make, cipher) as target:
-        _fill(source)
+        fill(source)
         source.export_jsonl(tmp_path / "a.jsonl")
         first = target.import_jsonl(tmp_path / "a.jsonl")
         again = target.import_jsonl(tmp_path / "a.jsonl")  # dedupe compares clear vectors
@@ -172,17 +149,17 @@ def _crash(rotated: int) -> None:
 def test_rotation_is_recoverable_after_a_crash(make: tuple[str, list[str]], start: str, tmp_path: Path) -> None:
     old, new = EncryptionKey.generate(), EncryptionKey.generate()
     with _new(make, None if start == "clear" else RecordCipher(old)) as gallery:
-        _fill(gallery, people=5, per_person=4)
+        fill(gallery, people=5, per_person=4)
         url, name = make[0], gallery.name
-    probes = _faceprints(4, seed=5)
+    probes = faceprints(4, seed=5)
     rotating = RecordCipher(new, previous_keys=[old])
     with PgvectorGallery.open(url, name, cipher=rotating) as gallery:
-        before = _answers(gallery, probes)
+        before = answers(gallery, probes)
         with pytest.raises(_Crash):
             gallery.rotate_encryption(batch_size=7, after_batch=_crash)
         ids = [None if blob is None else record_key_id(bytes(blob)) for _, blob, _ in _raw(gallery)]
         assert ids[:7] == [new.key_id] * 7 and ids[7:] == [None if start == "clear" else old.key_id] * 13
-        assert _answers(gallery, probes) == before  # half-rotated: whole and readable
+        assert answers(gallery, probes) == before  # half-rotated: whole and readable
     # The rest through the CLI, the gallery named by its URL.
     key_file = tmp_path / "old.key"
     old.write_file(key_file)
@@ -195,7 +172,7 @@ def test_rotation_is_recoverable_after_a_crash(make: tuple[str, list[str]], star
     assert result.exit_code == 0, result.output
     assert "13 templates re-encrypted, 7 already" in result.output
     with PgvectorGallery.open(url, name, cipher=RecordCipher(new)) as gallery:
-        assert _answers(gallery, probes) == before
+        assert answers(gallery, probes) == before
         assert gallery.rotate_encryption().templates_rotated == 0
         assert all(embedding is None for embedding, _, _ in _raw(gallery))
         assert {t.source for t in gallery.templates()} >= {"person0_0.jpg", "person4_3.jpg"}
@@ -209,9 +186,9 @@ def test_migration_of_an_encrypted_gallery_stays_encrypted_both_ways(
     key = EncryptionKey.generate()
     cipher = RecordCipher(key)
     with SqliteGallery.create(tmp_path / "staff.sqlite", cipher=cipher) as local:
-        _fill(local)
-        probes = _faceprints(3, seed=4)
-        before = _answers(local, probes)
+        fill(local)
+        probes = faceprints(3, seed=4)
+        before = answers(local, probes)
     url, names = make
     names.append("mig_" + uuid.uuid4().hex[:10])
     ref = f"{url}{'&' if '?' in url else '?'}gallery={names[-1]}"
@@ -220,7 +197,7 @@ def test_migration_of_an_encrypted_gallery_stays_encrypted_both_ways(
     summary = migrate_gallery(tmp_path / "staff.sqlite", ref, cipher=cipher)
     assert summary.templates == 18
     with PgvectorGallery.open(url, names[-1], cipher=cipher) as copy:
-        assert _answers(copy, probes) == before
+        assert answers(copy, probes) == before
         assert all(embedding is None for embedding, _, _ in _raw(copy))
     # Back to SQLite through the CLI, the key from the settings.
     result = CliRunner().invoke(
@@ -230,7 +207,7 @@ def test_migration_of_an_encrypted_gallery_stays_encrypted_both_ways(
     )
     assert result.exit_code == 0, result.output
     with SqliteGallery.open(tmp_path / "back.sqlite", cipher=cipher) as back:
-        assert _answers(back, probes) == before
+        assert answers(back, probes) == before
     raw = (tmp_path / "back.sqlite").read_bytes()
     assert b"person0_0.jpg" not in raw
     assert not list(tmp_path.glob("*.jsonl"))

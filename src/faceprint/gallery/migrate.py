@@ -173,7 +173,6 @@ def migrate_gallery(
             source.export_jsonl(export)
             export.seek(0)
             target.import_jsonl(export)
-            del export
             verify_same_gallery(source, target)
         except BaseException:
             if created:

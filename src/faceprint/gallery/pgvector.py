@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from faceprint.crypto import EncryptionKeyRequiredError, RecordCipher
+from faceprint.crypto import EncryptionKeyRequiredError, RecordCipher, rotate_in_batches
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import (
     AmbiguousPersonError,
@@ -164,6 +164,13 @@ _GALLERY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 def _vector(value: Any) -> npt.NDArray[np.float32]:
     """A pgvector value (as psycopg loads it) as a float32 array."""
     return np.asarray(value.to_numpy(), dtype=np.float32)
+
+
+def _sealed_source(source: object) -> bytes | None:
+    """The record of a sealed ``source`` column value; None for a clear one (or none)."""
+    if isinstance(source, str) and source.startswith(SEALED_TEXT_PREFIX):
+        return base64.b64decode(source[len(SEALED_TEXT_PREFIX) :])
+    return None
 
 
 def _check_gallery_name(name: str) -> str:
@@ -822,8 +829,8 @@ class PgvectorGallery:
         return np.frombuffer(clear, dtype="<f4").astype(np.float32)
 
     def _row_source(self, cur: psycopg.Cursor[Any], template_id: object, source: Any) -> str | None:
-        if isinstance(source, str) and source.startswith(SEALED_TEXT_PREFIX):
-            record = base64.b64decode(source[len(SEALED_TEXT_PREFIX) :])
+        record = _sealed_source(source)
+        if record is not None:
             return self._decrypt(cur, template_id, "source", record).decode("utf-8")
         return None if source is None else str(source)
 
@@ -837,39 +844,35 @@ class PgvectorGallery:
                 "rotating a gallery's encryption needs the new key in FACEPRINT_ENCRYPTION_KEY"
             )
         cipher = self._cipher
-        rotated = current = 0
-        last_id = -1
-        while True:
+
+        def batch(after_id: int) -> tuple[int | None, int, int]:
+            rotated = 0
             with self._write() as cur:
                 self._write_cipher(cur)
-                binary = self._conn.cursor(binary=True)
-                rows = binary.execute(
-                    f"SELECT template_id, embedding, sealed_vector, source FROM {self._schema}.templates "
-                    "WHERE template_id > %s ORDER BY template_id LIMIT %s",
-                    (last_id, batch_size),
-                ).fetchall()
-                for template_id, embedding, sealed, source in rows:
-                    last_id = int(template_id)
-                    source_record = (
-                        base64.b64decode(source[len(SEALED_TEXT_PREFIX) :])
-                        if isinstance(source, str) and source.startswith(SEALED_TEXT_PREFIX)
-                        else None
+                rows = (
+                    self._conn.cursor(binary=True)
+                    .execute(
+                        f"SELECT template_id, embedding, sealed_vector, source FROM {self._schema}.templates "
+                        "WHERE template_id > %s ORDER BY template_id LIMIT %s",
+                        (after_id, batch_size),
                     )
+                    .fetchall()
+                )
+                for template_id, embedding, sealed, source in rows:
+                    record = _sealed_source(source)
                     if (
                         sealed is not None
                         and not cipher.needs_rotation(bytes(sealed))
-                        and (source is None or (source_record is not None and not cipher.needs_rotation(source_record)))
+                        and (source is None or (record is not None and not cipher.needs_rotation(record)))
                     ):
-                        current += 1
                         continue
                     vector = self._row_vector(cur, template_id, embedding, sealed)
                     clear_source = self._row_source(cur, template_id, source)
-                    self._store_encrypted(cur, cipher, last_id, vector.astype("<f4").tobytes(), clear_source)
+                    self._store_encrypted(cur, cipher, int(template_id), vector.astype("<f4").tobytes(), clear_source)
                     rotated += 1
-            if not rows:
-                break
-            if after_batch is not None:
-                after_batch(rotated)
+            return (int(rows[-1][0]) if rows else None), rotated, len(rows) - rotated
+
+        rotated, current = rotate_in_batches(batch, start=-1, after_batch=after_batch)
         self._snapshot = None
         return RotationSummary(templates_rotated=rotated, templates_current=current)
 

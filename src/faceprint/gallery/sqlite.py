@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from faceprint.crypto import EncryptionKeyRequiredError, RecordCipher, is_encrypted_record
+from faceprint.crypto import EncryptionKeyRequiredError, RecordCipher, is_encrypted_record, rotate_in_batches
 from faceprint.errors import ContractMismatchError, UsageError
 from faceprint.gallery.base import EXPORT_FORMAT as EXPORT_FORMAT
 from faceprint.gallery.base import (
@@ -842,30 +842,27 @@ class SqliteGallery:
                 "rotating a gallery's encryption needs the new key in FACEPRINT_ENCRYPTION_KEY"
             )
         cipher = self._cipher
-        rotated = current = 0
-        last_id = -1
-        while True:
+
+        def batch(after_id: int) -> tuple[int | None, int, int]:
+            rotated = 0
             with self._write() as conn:
                 self._write_cipher(conn)
                 rows = conn.execute(
                     "SELECT template_id, vector, source, dim FROM templates WHERE template_id > ? "
                     "ORDER BY template_id LIMIT ?",
-                    (last_id, batch_size),
+                    (after_id, batch_size),
                 ).fetchall()
                 for template_id, blob, source, dim in rows:
-                    last_id = int(template_id)
                     if not cipher.needs_rotation(blob) and (source is None or not cipher.needs_rotation(source)):
-                        current += 1
                         continue
                     clear = self._clear_vector(conn, template_id, blob, dim)
                     vector = _decode_vector(clear, dim, f"template {template_id}", self._name)
                     clear_source = self._clear_source(conn, template_id, source)
-                    self._store_encrypted(conn, cipher, last_id, vector.astype("<f4").tobytes(), clear_source)
+                    self._store_encrypted(conn, cipher, int(template_id), vector.astype("<f4").tobytes(), clear_source)
                     rotated += 1
-            if not rows:
-                break
-            if after_batch is not None:
-                after_batch(rotated)
+            return (int(rows[-1][0]) if rows else None), rotated, len(rows) - rotated
+
+        rotated, current = rotate_in_batches(batch, start=-1, after_batch=after_batch)
         self._snapshot = None
         return RotationSummary(templates_rotated=rotated, templates_current=current)
 

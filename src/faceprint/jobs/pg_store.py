@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from faceprint.crypto import EncryptionKeyRequiredError
+from faceprint.crypto import EncryptionKeyRequiredError, rotate_in_batches
 from faceprint.errors import UsageError
 from faceprint.jobs.model import (
     Job,
@@ -200,16 +200,15 @@ class PgJobStore:
         (see :meth:`faceprint.jobs.store.SqliteJobStore.rotate_encryption`)."""
         if self._seal.cipher is None:
             raise EncryptionKeyRequiredError("rotating job data needs the new key in FACEPRINT_ENCRYPTION_KEY")
-        rotated = current = 0
-        after_seq = 0
-        while True:
+
+        def batch(after_seq: int) -> tuple[int | None, int, int]:
             with self._tx() as cur:
 
                 def query(sql: str, params: tuple[Any, ...]) -> list[Any]:
                     cur.execute(sql, params)
                     return cur.fetchall() if cur.description is not None else []
 
-                last, done, skipped = rotate_payload_batch(
+                return rotate_payload_batch(
                     self._seal,
                     query,
                     table_prefix=f"{self._schema}.",
@@ -217,12 +216,9 @@ class PgJobStore:
                     after_seq=after_seq,
                     batch_size=batch_size,
                 )
-            rotated, current = rotated + done, current + skipped
-            if last is None:
-                return PayloadRotation(payloads_rotated=rotated, payloads_current=current)
-            after_seq = last
-            if after_batch is not None:
-                after_batch(rotated)
+
+        rotated, current = rotate_in_batches(batch, start=0, after_batch=after_batch)
+        return PayloadRotation(payloads_rotated=rotated, payloads_current=current)
 
     def close(self) -> None:
         with self._lock:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from faceprint.crypto import TAG_BYTES, EncryptedRecordCorruptError, EncryptionKeyRequiredError
+from faceprint.crypto import EncryptedRecordCorruptError, EncryptionKeyRequiredError
 from faceprint.errors import UsageError
 from faceprint.jobs.model import Job, JobError, JobState
 
@@ -110,10 +110,10 @@ class PayloadSeal:
             return None
         if text.startswith(SEALED_PREFIX):
             try:
-                head = base64.b64decode(text[len(SEALED_PREFIX) : len(SEALED_PREFIX) + 64], validate=True)
+                record = base64.b64decode(text[len(SEALED_PREFIX) :], validate=True)
             except ValueError:
-                head = b""
-            if not self._cipher.needs_rotation(head + bytes(TAG_BYTES)):
+                record = b""  # not a record: open_text below names the corruption
+            if not self._cipher.needs_rotation(record):
                 return None
         return self.seal_text(self.open_text(text, context=context), context=context)
 

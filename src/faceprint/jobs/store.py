@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from faceprint.crypto import EncryptionKeyRequiredError
+from faceprint.crypto import EncryptionKeyRequiredError, rotate_in_batches
 from faceprint.errors import UsageError
 from faceprint.jobs.model import (
     Job,
@@ -261,11 +261,9 @@ class SqliteJobStore:
         """
         if self._seal.cipher is None:
             raise EncryptionKeyRequiredError("rotating job data needs the new key in FACEPRINT_ENCRYPTION_KEY")
-        rotated = current = 0
-        after_seq = 0
-        while True:
 
-            def batch(conn: sqlite3.Connection, after_seq: int = after_seq) -> tuple[int | None, int, int]:
+        def batch(after_seq: int) -> tuple[int | None, int, int]:
+            def run(conn: sqlite3.Connection) -> tuple[int | None, int, int]:
                 return rotate_payload_batch(
                     self._seal,
                     lambda sql, params: conn.execute(sql, params).fetchall(),
@@ -275,13 +273,11 @@ class SqliteJobStore:
                     batch_size=batch_size,
                 )
 
-            last, done, skipped = self._write(batch)
-            rotated, current = rotated + done, current + skipped
-            if last is None:
-                return PayloadRotation(payloads_rotated=rotated, payloads_current=current)
-            after_seq = last
-            if after_batch is not None:
-                after_batch(rotated)
+            result: tuple[int | None, int, int] = self._write(run)
+            return result
+
+        rotated, current = rotate_in_batches(batch, start=0, after_batch=after_batch)
+        return PayloadRotation(payloads_rotated=rotated, payloads_current=current)
 
     def close(self) -> None:
         with self._lock:

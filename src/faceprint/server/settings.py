@@ -13,14 +13,13 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from faceprint.crypto import EncryptionKey, RecordCipher, cipher_from_settings
+from faceprint.crypto import RecordCipher, cipher_from_settings
 from faceprint.errors import InvalidSettingError
 from faceprint.jobs.context import JobLimits
 from faceprint.jobs.layout import DataLayout
@@ -96,16 +95,13 @@ class ServerSettings:
     def confidential(self) -> bool:
         return self._core.confidential
 
-    def cipher(self, *, previous_keys: Sequence[EncryptionKey] = ()) -> RecordCipher | None:
+    def cipher(self) -> RecordCipher | None:
         """The cipher of the configured key (uploads, results, job payloads, galleries); None: no key.
-
-        ``previous_keys``: the old keys of a rotation, still read (``keys rotate-encryption``).
 
         Raises:
             EncryptionKeyInvalidError: a malformed key or an unreadable key file.
-            EncryptionKeyRequiredError: previous keys but no key.
         """
-        return cipher_from_settings(self._core, previous_keys=previous_keys)
+        return cipher_from_settings(self._core)
 
     @property
     def data_dir(self) -> Path:
